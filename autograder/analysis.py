@@ -1,0 +1,165 @@
+"""Build a student's VGG11 once, export it and keep its traces for every check that needs them.
+
+The model is first built and exported on the ``meta`` device: shapes and the op sequence come out
+the same, but no 0.5 GB of weights is initialised, which makes a check about ten times faster.
+When the student's code does not run on ``meta`` (for example, it reads a tensor's value in
+``__init__``), the model is built again on the CPU.
+"""
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from . import reference
+from .trace import export_model, trace_program
+from .verdict import Finding
+
+log = logging.getLogger(__name__)
+
+# The train-mode trace uses two samples, enough to see whether flattening keeps the batch
+# dimension. The eval-mode program, which the equivalence check runs on real numbers, uses one,
+# because a VGG11 forward pass costs about 0.6 s per 224x224 sample on two CPU cores.
+BATCH = 2
+EVAL_BATCH = 1
+
+CACHE_SIZE = 2
+_cache = {}
+
+
+@dataclass
+class ModelAnalysis:
+    """A built model with its train-mode trace (every layer, dropout included) and eval-mode program."""
+
+    model: nn.Module | None = None
+    train_ops: list = field(default_factory=list)
+    eval_program: object = None
+    eval_ops: list = field(default_factory=list)
+    output_shape: tuple | None = None
+    problem: Finding | None = None
+    device: str = "meta"
+    # Parameters that forward created or replaced, by the kind of layer that holds them:
+    # "linear" for the classifier, "other" for the convolutional part.
+    rebuilt: dict = field(default_factory=dict)
+
+
+def example_input(batch=BATCH, seed=0, device="cpu"):
+    if device == "meta":
+        return torch.empty(batch, 3, reference.INPUT_SIZE, reference.INPUT_SIZE, device="meta")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, reference.INPUT_SIZE, reference.INPUT_SIZE, generator=generator)
+
+
+_CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels")
+
+
+def _error_finding(check, key, error, **fields):
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    if isinstance(error, (AssertionError, RuntimeError)) and ("CUDA" in text or "NVIDIA" in text):
+        return Finding(check, "build.cuda", {"error": text})
+    channels = _CHANNELS.search(text)
+    if channels and channels.group(2) == "3":
+        return Finding(check, "run.input_channels", {"actual": channels.group(1)})
+    return Finding(check, key, {"error_type": type(error).__name__, "error": text, **fields})
+
+
+def _build(model_cls, num_classes, check, device):
+    call = "VGG11()" if num_classes is None else f"VGG11(num_classes={num_classes})"
+    if not (isinstance(model_cls, type) and issubclass(model_cls, nn.Module)):
+        return None, Finding(check, "build.not_module", {"name": "VGG11", "actual": repr(model_cls)[:80]})
+    try:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = model_cls() if num_classes is None else model_cls(num_classes=num_classes)
+        model = model.to(device)
+    except Exception as error:  # noqa: BLE001 - any failure of student code becomes a finding
+        return None, _error_finding(check, "build.error", error, call=call)
+    return model, None
+
+
+def _parameter_identity(model):
+    return {name: (id(param), tuple(param.shape)) for name, param in model.named_parameters()}
+
+
+def _export(model, mode, check, device, batch):
+    getattr(model, mode)()
+    x = example_input(batch, device=device)
+    try:
+        program = export_model(model, x)
+    except Exception as error:  # noqa: BLE001
+        log.debug("export in %s mode failed", mode, exc_info=True)
+        return None, _error_finding(check, "run.error", error, shape=tuple(x.shape))
+    outputs = [node for node in program.graph.nodes if node.op == "output"][0].args[0]
+    if not program.call_spec.out_spec.is_leaf():
+        return None, Finding(check, "run.not_tensor", {"actual": f"{type(outputs).__name__} ({len(outputs)})"})
+    return program, None
+
+
+def analyse(model_cls, check, num_classes=None, device="meta"):
+    """Build ``model_cls`` and trace it in train and eval mode; the result is cached per class."""
+    cache_key = (model_cls, num_classes, device)
+    if cache_key in _cache:
+        cached = _cache[cache_key]
+        if cached.problem is not None:
+            cached.problem.check = check
+        return cached
+
+    analysis = _analyse_on(model_cls, check, num_classes, device)
+    if analysis.problem is not None and device == "meta":
+        log.debug("meta-device analysis failed (%s); building on the CPU", analysis.problem.key)
+        analysis = _analyse_on(model_cls, check, num_classes, "cpu")
+
+    # A VGG11 holds about 0.5 GB of parameters: keep the default model and one variant at most.
+    while len(_cache) >= CACHE_SIZE:
+        _cache.pop(next(iter(_cache)))
+    _cache[cache_key] = analysis
+    return analysis
+
+
+def _analyse_on(model_cls, check, num_classes, device):
+    analysis = ModelAnalysis(device=device)
+    analysis.model, analysis.problem = _build(model_cls, num_classes, check, device)
+    if analysis.problem is None:
+        before = _parameter_identity(analysis.model)
+        train_program, analysis.problem = _export(analysis.model, "train", check, device, BATCH)
+        analysis.rebuilt = _rebuilt_parameters(analysis.model, before)
+        if train_program is not None:
+            analysis.train_ops = trace_program(train_program)
+            analysis.output_shape = _output_shape(train_program)
+            analysis.eval_program, analysis.problem = _export(analysis.model, "eval", check, device, EVAL_BATCH)
+    if analysis.eval_program is not None:
+        analysis.eval_ops = trace_program(analysis.eval_program)
+    return analysis
+
+
+def _rebuilt_parameters(model, before):
+    """Group the parameters that running forward added or replaced by the kind of module holding them."""
+    after = _parameter_identity(model)
+    changed = sorted({name for name, _ in set(before.items()) ^ set(after.items())})
+    rebuilt = {}
+    for name in changed:
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        try:
+            module = model.get_submodule(owner)
+        except AttributeError:
+            module = None
+        rebuilt.setdefault("linear" if isinstance(module, nn.Linear) else "other", []).append(name)
+    return rebuilt
+
+
+def rebuilt_finding(analysis, check, kind):
+    names = analysis.rebuilt.get(kind)
+    if not names:
+        return None
+    return Finding(check, "run.params_changed", {"names": ", ".join(names[:3])})
+
+
+def _output_shape(program):
+    output = [node for node in program.graph.nodes if node.op == "output"][0].args[0][0]
+    return tuple(output.meta["val"].shape)
+
+
+def clear_cache():
+    _cache.clear()

@@ -1,0 +1,250 @@
+"""The graded checks of Assignment 1, one function per test cell.
+
+Each check judges what the model is and computes, read from its exported forward pass, so every
+correct style of writing VGG11 passes. A failing check raises ``CheckFailed`` whose message names
+the layer or pool, with expected against actual. ``hidden=True`` adds the checks that only the
+grader runs: equivalence with the reference VGG11 under shared weights, the ``num_classes``
+argument, and one real optimizer step for the fine-tuned model.
+"""
+
+import copy
+import logging
+
+import torch
+import torch.nn as nn
+
+from . import reference
+from .analysis import BATCH, analyse, rebuilt_finding
+from .equivalence import ProgramRunError, close_enough, compare_with_reference
+from .sequence import expected_classifier, expected_features, first_difference, layer_from_op
+from .stages import pool_stages
+from .verdict import Finding, raise_if_failed
+
+log = logging.getLogger(__name__)
+
+LAYERS = "test_vgg11_layers"
+POOL_SHAPES = "test_vgg11_pool_shapes"
+CLASSIFIER = "test_vgg11_classifier"
+FINETUNE = "test_finetune_frozen"
+
+# A second class count for the hidden check that num_classes reaches the last Linear layer.
+OTHER_NUM_CLASSES = 7
+
+
+def _shape_text(shape):
+    return "(N, " + ", ".join(str(d) for d in shape[1:]) + ")" if shape else "-"
+
+
+def _expected_pool_text(block):
+    return _shape_text((BATCH, *reference.POOL_SHAPES[block - 1]))
+
+
+def _split(ops):
+    """Split structural ops into the convolutional part and the classifier (from the first Linear on)."""
+    layers = [op for op in ops if op.structural]
+    first_linear = next((i for i, op in enumerate(layers) if op.kind == "linear"), len(layers))
+    features = [op for op in layers[:first_linear] if op.kind not in ("adaptive_avgpool", "adaptive_maxpool")]
+    return features, layers[first_linear:]
+
+
+def _comparison(model_cls, analysis):
+    """Compare with the reference; a program traced on ``meta`` that cannot run is traced again on the CPU."""
+    if not hasattr(analysis, "comparison"):
+        try:
+            analysis.comparison = compare_with_reference(analysis)
+        except ProgramRunError:
+            log.info("the meta-device program did not run on real tensors; tracing again on the CPU")
+            try:
+                analysis.comparison = compare_with_reference(analyse(model_cls, LAYERS, device="cpu"))
+            except ProgramRunError:
+                log.warning("equivalence with the reference VGG11 could not be checked", exc_info=True)
+                analysis.comparison = None
+    return analysis.comparison
+
+
+# Convolutional part.
+
+def layer_findings(model_cls, hidden=False):
+    analysis = analyse(model_cls, LAYERS)
+    if analysis.problem:
+        return [analysis.problem]
+    rebuilt = rebuilt_finding(analysis, LAYERS, "other")
+    if rebuilt:
+        return [rebuilt]
+    features, _ = _split(analysis.train_ops)
+    finding = first_difference(LAYERS, expected_features(), [layer_from_op(op) for op in features])
+    if finding:
+        return [finding]
+    if hidden:
+        comparison = _comparison(model_cls, analysis)
+        for block, (difference, scale) in enumerate(comparison.stages if comparison else [], start=1):
+            if difference is not None and not close_enough(difference, scale):
+                return [Finding(LAYERS, "features.not_equivalent", {"block": block, "difference": difference})]
+    return []
+
+
+def check_vgg11_layers(model_cls, hidden=False):
+    """Check the convolutional layers in order: Conv2d(3x3, padding 1), BatchNorm2d, ReLU, MaxPool2d(2, 2)."""
+    raise_if_failed(LAYERS, layer_findings(model_cls, hidden))
+
+
+# Shapes after the five pools.
+
+def pool_findings(model_cls, hidden=False):
+    analysis = analyse(model_cls, POOL_SHAPES)
+    if analysis.problem:
+        return [analysis.problem]
+    stages = pool_stages(analysis.train_ops)
+    pooled = sum(stage.pooled for stage in stages)
+    for stage, want in zip(stages, reference.POOL_SHAPES):
+        expected = (BATCH, *want)
+        fields = {"block": stage.block, "expected": _expected_pool_text(stage.block)}
+        if stage.shape is None:
+            return [Finding(POOL_SHAPES, "pools.missing", {**fields, "count": pooled}, "hint.pool", {"block": stage.block})]
+        if stage.shape == expected:
+            continue
+        key = "pools.wrong_shape" if stage.pooled else "pools.no_pool"
+        return [Finding(POOL_SHAPES, key, {**fields, "actual": _shape_text(stage.shape)}, "hint.pool",
+                        {"block": stage.block})]
+    return []
+
+
+def check_vgg11_pool_shapes(model_cls, hidden=False):
+    """Check the feature map after each pool for a 224x224 input: 112, 56, 28, 14, 7."""
+    raise_if_failed(POOL_SHAPES, pool_findings(model_cls, hidden))
+
+
+# Classifier.
+
+def _fc1_input_finding(classifier_ops):
+    fc1 = classifier_ops[0]
+    if fc1.in_shape is not None and fc1.in_shape[0] != BATCH:
+        return Finding(CLASSIFIER, "classifier.batch_merged",
+                       {"expected": f"(N, {reference.FLATTENED_FEATURES})",
+                        "actual": f"({fc1.in_shape[0]}, {fc1.in_shape[-1]}) (N={BATCH})"})
+    return None
+
+
+def _num_classes_finding(model_cls):
+    analysis = analyse(model_cls, CLASSIFIER, num_classes=OTHER_NUM_CLASSES)
+    if analysis.problem:
+        return analysis.problem
+    expected = (BATCH, OTHER_NUM_CLASSES)
+    if analysis.output_shape != expected:
+        return Finding(CLASSIFIER, "classifier.num_classes_ignored",
+                       {"num_classes": OTHER_NUM_CLASSES, "expected": _shape_text(expected),
+                        "actual": _shape_text(analysis.output_shape)})
+    return None
+
+
+def classifier_findings(model_cls, hidden=False):
+    analysis = analyse(model_cls, CLASSIFIER)
+    if analysis.problem:
+        return [analysis.problem]
+    rebuilt = rebuilt_finding(analysis, CLASSIFIER, "linear")
+    if rebuilt:
+        return [rebuilt]
+    _, classifier = _split(analysis.train_ops)
+    if not classifier:
+        return [Finding(CLASSIFIER, "classifier.no_linear")]
+    merged = _fc1_input_finding(classifier)
+    if merged:
+        return [merged]
+    finding = first_difference(CLASSIFIER, expected_classifier(), [layer_from_op(op) for op in classifier])
+    if finding:
+        return [finding]
+    expected = (BATCH, 10)
+    if analysis.output_shape != expected:
+        return [Finding(CLASSIFIER, "classifier.output_shape",
+                        {"expected": _shape_text(expected), "actual": _shape_text(analysis.output_shape)})]
+    if not hidden:
+        return []
+
+    comparison = _comparison(model_cls, analysis)
+    if comparison is not None and not close_enough(*comparison.output):
+        features_match = all(close_enough(*stage) for stage in comparison.stages)
+        if features_match:
+            return [Finding(CLASSIFIER, "classifier.not_equivalent", {"difference": comparison.output[0]})]
+    finding = _num_classes_finding(model_cls)
+    return [finding] if finding else []
+
+
+def check_vgg11_classifier(model_cls, hidden=False):
+    """Check the classifier: Linear(25088, 4096), ReLU, Dropout, Linear(4096, 4096), ReLU, Dropout, Linear(4096, 10)."""
+    raise_if_failed(CLASSIFIER, classifier_findings(model_cls, hidden))
+
+
+# Fine-tuning.
+
+def _names(names, limit=3):
+    shown = ", ".join(names[:limit])
+    return shown + (f" … (+{len(names) - limit})" if len(names) > limit else "")
+
+
+def _head_text(head):
+    if isinstance(head, nn.Linear):
+        return f"Linear({head.in_features}, {head.out_features})"
+    return type(head).__name__
+
+
+def _structure_findings(model):
+    if model is None or not isinstance(model, nn.Module):
+        return [Finding(FINETUNE, "finetune.missing", {"actual": repr(model)[:80]})]
+    if not isinstance(getattr(model, "features", None), nn.Module) or \
+            not isinstance(getattr(model, "classifier", None), nn.Sequential):
+        return [Finding(FINETUNE, "finetune.not_vgg", {"actual": type(model).__name__})]
+    findings = []
+    head = model.classifier[6] if len(model.classifier) > 6 else None
+    if not (isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (4096, 10)):
+        findings.append(Finding(FINETUNE, "finetune.head", {"actual": _head_text(head)}))
+
+    trainable = [f"features.{name}" for name, p in model.features.named_parameters() if p.requires_grad]
+    if trainable:
+        typo = any(hasattr(p, "require_grad") for p in model.parameters())
+        findings.append(Finding(FINETUNE, "finetune.features_trainable",
+                                {"count": len(trainable), "names": _names(trainable)},
+                                "finetune.typo" if typo else None))
+    frozen = [f"classifier.{name}" for name, p in model.classifier.named_parameters() if not p.requires_grad]
+    if frozen:
+        findings.append(Finding(FINETUNE, "finetune.classifier_frozen", {"count": len(frozen), "names": _names(frozen)}))
+    return findings
+
+
+def _step_findings(model):
+    """Take one SGD step on a copy of the model; features must stay bit-identical, the classifier must move."""
+    trial = copy.deepcopy(model).cpu().train()
+    before = {name: p.detach().clone() for name, p in trial.named_parameters()}
+    generator = torch.Generator().manual_seed(0)
+    # torchvision's VGG pools adaptively to 7x7, so a 64x64 input exercises every layer cheaply.
+    x = torch.randn(2, 3, 64, 64, generator=generator)
+    target = torch.tensor([1, 2])
+    try:
+        optimizer = torch.optim.SGD([p for p in trial.parameters() if p.requires_grad], lr=0.1)
+        loss = nn.functional.cross_entropy(trial(x), target)
+        loss.backward()
+        optimizer.step()
+    except Exception as error:  # noqa: BLE001 - student code
+        return [Finding(FINETUNE, "finetune.step_error", {"error_type": type(error).__name__, "error": str(error)[:200]})]
+
+    after = dict(trial.named_parameters())
+    moved = [name for name in before if name.startswith("features.") and not torch.equal(before[name], after[name])]
+    still = [name for name in before if name.startswith("classifier.") and name.endswith("weight")
+             and torch.equal(before[name], after[name])]
+    findings = []
+    if moved:
+        findings.append(Finding(FINETUNE, "finetune.step_features_changed", {"names": _names(moved)}))
+    if still:
+        findings.append(Finding(FINETUNE, "finetune.step_classifier_unchanged", {"names": _names(still)}))
+    return findings
+
+
+def finetune_findings(model, hidden=False):
+    findings = _structure_findings(model)
+    if hidden and not findings:
+        findings = _step_findings(model)
+    return findings
+
+
+def check_finetune_frozen(model, hidden=False):
+    """Check the fine-tuning set-up: features frozen, classifier trainable, classifier[6] is Linear(4096, 10)."""
+    raise_if_failed(FINETUNE, finetune_findings(model, hidden))

@@ -1,0 +1,174 @@
+"""nbgrader preprocessors for this course, wired in by ``nbgrader_config.py``.
+
+- ``OverwriteCellsWithHiddenTests`` replaces ``OverwriteCells`` in ``Autograde.sanitize_preprocessors``.
+  It puts the hidden tests back into untouched test cells without logging a checksum warning.
+- ``ClearHiddenTestsFromFeedback`` runs first in ``GenerateFeedback.preprocessors`` and removes the
+  hidden tests from the feedback HTML: the cell sources and the traceback lines that quote them.
+- ``BoundedExecute`` replaces ``Execute`` in ``Autograde.autograde_preprocessors`` and adds a time
+  limit for the whole notebook on top of the per-cell ``timeout``.
+
+They were written against nbgrader 0.9.6 and reuse its ``Gradebook`` and ``ClearHiddenTests``.
+"""
+
+import math
+import re
+import time
+
+from nbformat.v4 import new_code_cell
+from nbgrader import utils
+from nbgrader.api import MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, Execute, OverwriteCells
+from traitlets import Integer, List
+
+# IPython colours tracebacks with ANSI SGR sequences, also inside the quoted source lines.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+# A quoted source line in an IPython traceback frame: "      3 code" or "----> 4 code".
+_TRACEBACK_SOURCE_LINE = re.compile(r"^\s*(?:-*>)?\s*\d+ (?P<code>.*)$")
+
+
+def remove_hidden_tests(source, clearer=None):
+    """Return ``source`` without its hidden-test regions, as ``nbgrader generate_assignment`` removes them.
+
+    ``clearer`` is the nbgrader ``ClearHiddenTests`` that does the work. Pass one created with
+    ``parent=`` so that its delimiters (``begin_test_delimeter``, ``end_test_delimeter``) follow the
+    config. The default uses nbgrader's delimiters, "BEGIN HIDDEN TESTS" and "END HIDDEN TESTS".
+    """
+    scratch = new_code_cell(source)
+    (clearer or ClearHiddenTests())._remove_hidden_test_region(scratch)
+    return scratch.source
+
+
+def hidden_test_lines(source, clearer=None):
+    """Return the stripped, non-blank lines of ``source`` that ``remove_hidden_tests`` removes.
+
+    The delimiter lines are included. A hidden line that also occurs outside the hidden region is not.
+    """
+    kept = set(remove_hidden_tests(source, clearer).split("\n"))
+    removed = set()
+    for line in source.split("\n"):
+        if line not in kept and line.strip():
+            removed.add(line.strip())
+    return removed
+
+
+class OverwriteCellsWithHiddenTests(OverwriteCells):
+    """``OverwriteCells`` that restores the hidden tests of an untouched locked cell silently.
+
+    ``generate_assignment`` stores each locked cell's source and checksum in the gradebook before
+    ``ClearHiddenTests`` runs, so the released test cells never match the stored checksum.
+    nbgrader 0.9.6 then logs "Attribute 'checksum' for cell ... has changed!" for every test cell of
+    every submission, even untouched ones, and restores the stored source. This subclass restores the
+    stored source first when the submitted source equals the stored source with its hidden tests
+    removed, which is the released source. A locked cell that the student edited still fails the
+    checksum comparison in ``OverwriteCells``, which logs the warning and restores the stored source.
+    """
+
+    def preprocess(self, nb, resources):
+        self._hidden_test_clearer = ClearHiddenTests(parent=self)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id is not None:
+            self._restore_released_hidden_tests(cell, grade_id)
+        return super().preprocess_cell(cell, resources, cell_index)
+
+    def _restore_released_hidden_tests(self, cell, grade_id):
+        try:
+            source_cell = self.gradebook.find_source_cell(grade_id, self.notebook_id, self.assignment_id)
+        except MissingEntry:
+            return  # OverwriteCells logs this case
+
+        if not source_cell.locked or cell.cell_type != source_cell.cell_type:
+            return
+        if cell.source == source_cell.source:
+            return
+        if cell.source != remove_hidden_tests(source_cell.source, self._hidden_test_clearer):
+            return
+
+        self.log.debug("Restoring the hidden tests of unchanged cell %s", grade_id)
+        cell.source = source_cell.source
+
+
+class ClearHiddenTestsFromFeedback(ClearHiddenTests):
+    """``ClearHiddenTests`` for feedback: removes hidden tests from sources and from tracebacks.
+
+    The autograded notebook contains the hidden tests, because autograding restores them, and
+    ``generate_feedback`` renders that notebook as it is. Besides the source, an IPython traceback
+    quotes the lines around the failing line, so a failing test can show hidden lines in its
+    output. This preprocessor drops every quoted traceback line whose code is a line of the cell's
+    hidden-test region, and keeps the rest of the traceback, including the exception message.
+    Printed output and results of hidden lines are not removed.
+    """
+
+    # Declared like nbgrader's GetGrades does, because HTMLExporter configures this option for every
+    # NbConvertBase and traitlets warns about config options that a class does not declare.
+    display_data_priority = List(
+        ["text/html", "application/pdf", "text/latex", "image/svg+xml", "image/png", "image/jpeg", "text/plain"]
+    ).tag(config=True)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        hidden_lines = hidden_test_lines(cell.source, self) if cell.cell_type == "code" else set()
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if hidden_lines:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    output["traceback"] = [
+                        _remove_quoted_lines(entry, hidden_lines) for entry in output.get("traceback", [])
+                    ]
+        return cell, resources
+
+
+def _remove_quoted_lines(traceback_entry, hidden_lines):
+    kept = []
+    for line in traceback_entry.split("\n"):
+        match = _TRACEBACK_SOURCE_LINE.match(_ANSI_ESCAPE.sub("", line))
+        if match and match.group("code").strip() in hidden_lines:
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+class BoundedExecute(Execute):
+    """``Execute`` with a time limit for the whole notebook on top of the per-cell ``timeout``.
+
+    nbgrader 0.9.6 and nbclient bound each cell (``Execute.timeout``) but not the notebook. Here each
+    cell's timeout is cut to the time left of ``notebook_timeout``, counted from kernel start. When
+    no time is left, each remaining cell gets 1 s, so a cell that returns at once still runs and a
+    slow one is interrupted with the ``error_on_timeout`` error.
+    """
+
+    notebook_timeout = Integer(
+        None,
+        allow_none=True,
+        help="Maximum time in seconds to execute the whole notebook. None or 0 means no limit.",
+    ).tag(config=True)
+
+    _deadline = None
+    _reported_deadline = False
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._reported_deadline = False
+        self._deadline = time.monotonic() + self.notebook_timeout if self.notebook_timeout else None
+        try:
+            return super().preprocess(nb, resources, km=km)
+        finally:
+            self._deadline = None
+
+    def _get_timeout(self, cell):
+        cell_timeout = super()._get_timeout(cell)
+        if self._deadline is None:
+            return cell_timeout
+
+        remaining = math.ceil(self._deadline - time.monotonic())
+        if remaining < 1:
+            if not self._reported_deadline:
+                self.log.warning(
+                    "Notebook time limit of %s s reached; each remaining cell gets 1 s", self.notebook_timeout
+                )
+                self._reported_deadline = True
+            remaining = 1
+        if cell_timeout is None:
+            return remaining
+        return min(cell_timeout, remaining)

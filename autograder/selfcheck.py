@@ -1,0 +1,76 @@
+"""Student-facing self-checks: a shape table against the reference and a pass/fail table of visible checks.
+
+These print and never raise, so a student can run them at any time. The graded test cells call
+``autograder.checks`` instead, with more (hidden) checks.
+"""
+
+from . import checks, messages, reference
+from .analysis import BATCH, analyse
+from .stages import pool_stages
+
+_PASS, _FAIL = "✓", "✗"
+
+
+def _table(header, rows):
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _shape(shape):
+    return checks._shape_text(shape) if shape else messages.text("label.none")
+
+
+def shape_rows(model_cls):
+    """Return (stage, expected shape, student's shape) rows for a 224x224 input."""
+    analysis = analyse(model_cls, checks.POOL_SHAPES)
+    if analysis.problem:
+        return None, analysis.problem
+    ops = analysis.train_ops
+    stages = pool_stages(ops)
+    rows = [(messages.text("table.input"), (BATCH, 3, 224, 224), ops[0].in_shape if ops else None)]
+    for stage, want in zip(stages, reference.POOL_SHAPES):
+        rows.append((messages.text("label.pool", block=stage.block), (BATCH, *want), stage.shape))
+
+    linears = [op for op in ops if op.kind == "linear"]
+    sizes = [reference.FLATTENED_FEATURES, reference.HIDDEN_FEATURES, reference.HIDDEN_FEATURES]
+    for index, fan_in in enumerate(sizes):
+        actual = linears[index].in_shape if index < len(linears) else None
+        rows.append((f"fc{index + 1} {messages.text('table.input')}", (BATCH, fan_in), actual))
+    rows.append((messages.text("table.output"), (BATCH, 10), analysis.output_shape))
+    return rows, None
+
+
+def show_shape_trace(model_cls):
+    """Print each stage's feature-map shape next to the expected one (N is the batch size)."""
+    rows, problem = shape_rows(model_cls)
+    if problem:
+        print(f"{_FAIL} [{problem.key}] {problem.message}")
+        return
+    header = (messages.text("table.stage"), messages.text("table.expected"), messages.text("table.actual"), "")
+    print(_table(header, [(stage, _shape(want), _shape(got), _PASS if want == got else _FAIL)
+                          for stage, want, got in rows]))
+
+
+_PARTS = {
+    "vgg11": [(checks.LAYERS, checks.layer_findings), (checks.POOL_SHAPES, checks.pool_findings),
+              (checks.CLASSIFIER, checks.classifier_findings)],
+    "finetune": [(checks.FINETUNE, checks.finetune_findings)],
+}
+
+
+def check(part, obj):
+    """Print a pass/fail table of the visible checks of ``part`` ("vgg11" or "finetune")."""
+    if part not in _PARTS:
+        raise ValueError(f"unknown part {part!r}; use one of {sorted(_PARTS)}")
+    rows = []
+    for name, findings_of in _PARTS[part]:
+        findings = findings_of(obj)
+        if not findings:
+            rows.append((name, _PASS + " " + messages.text("report.passed"), ""))
+        for finding in findings:
+            rows.append((name, _FAIL + " " + messages.text("report.failed_short"), f"[{finding.key}] {finding.message}"))
+    header = (messages.text("table.check"), messages.text("table.result"), messages.text("table.detail"))
+    print(_table(header, rows))

@@ -1,0 +1,82 @@
+"""nbgrader configuration of the course (nbgrader 0.9.6).
+
+nbgrader loads this file from the current directory and from ``CourseDirectory.root``, so the plain
+commands work from the repository root::
+
+    nbgrader generate_assignment Assignment1 --force   # source/ -> release/ and the gradebook
+    nbgrader autograde Assignment1                     # assignments/<student_id>/Assignment1/
+    nbgrader generate_feedback Assignment1             # autograded/ -> feedback/
+    nbgrader export                                    # gradebook -> grades.csv
+
+``python -m autograder.grade`` runs the same steps and prints a table of the results.
+A scratch course can reuse this file from its own ``nbgrader_config.py`` with
+``load_subconfig(<path of this file>)`` and then set its own ``CourseDirectory.root``.
+
+Environment variables:
+    NBGRADER_DB_URL  gradebook database URL (default: sqlite:///<root>/gradebook.db)
+"""
+
+import os
+import sys
+
+c = get_config()  # noqa: F821 (defined by traitlets when it loads this file)
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# Course layout. The autograded/ and feedback/ folders and gradebook.db keep nbgrader's default
+# names under the root; submissions are read from assignments/<student_id>/Assignment1/.
+c.CourseDirectory.root = REPO_ROOT
+c.CourseDirectory.submitted_directory = "assignments"
+if os.environ.get("NBGRADER_DB_URL"):
+    c.CourseDirectory.db_url = os.environ["NBGRADER_DB_URL"]
+c.CsvExportPlugin.to = os.path.join(REPO_ROOT, "grades.csv")
+
+# The nbgrader process imports the preprocessors below from the autograder package, and the kernels
+# that it starts inherit os.environ, so the notebook's `from autograder import checks` works too.
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+_pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != REPO_ROOT]
+os.environ["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + _pythonpath)
+
+# Students are created on their first autograde, so no roster has to be imported first.
+c.Autograde.create_student = True
+
+# Same as nbgrader's default list, with OverwriteCells replaced: untouched test cells get their
+# hidden tests back without a checksum warning, and an edited locked cell still logs one.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "autograder.nbgrader_ext.OverwriteCellsWithHiddenTests",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# A deleted test cell is put back from the gradebook and run, so deleting a test does not skip it.
+c.OverwriteCells.add_missing_cells = True
+
+# Same as nbgrader's default list, with Execute replaced by a version that also bounds the notebook.
+c.Autograde.autograde_preprocessors = [
+    "autograder.nbgrader_ext.BoundedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Execution limits. nbgrader's default of 30 s per cell interrupts VGG11 forward passes and the
+# bounded training run on a CPU-only machine. The notebook measured TODO s on 2 CPU cores, so the
+# limits leave room for slower machines. The kernel gets 120 s to start because importing torch
+# on a cold disk can be slow.
+c.Execute.timeout = 300
+c.BoundedExecute.notebook_timeout = 1800
+c.Execute.startup_timeout = 120
+c.Execute.interrupt_on_timeout = True
+
+# Feedback is rendered from the autograded notebook, which contains the hidden tests again.
+# ClearHiddenTestsFromFeedback removes them from the sources and from the tracebacks first.
+c.GenerateFeedback.preprocessors = [
+    "autograder.nbgrader_ext.ClearHiddenTestsFromFeedback",
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
