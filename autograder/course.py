@@ -19,10 +19,9 @@ CONFIG_NAME = "nbgrader_config.py"
 # nbgrader grade_ids of the notebook's answer cells and test cells, in notebook order.
 ANSWER_CELLS = ("vgg11_model", "finetune_model")
 TEST_CELLS = ("test_vgg11_layers", "test_vgg11_pool_shapes", "test_vgg11_classifier", "test_finetune_frozen")
-SUBMITTED_DIRECTORY = "assignments"
 
-# What nbformat 5 raises for a file that is not a valid notebook: ValueError covers NotJSONError and
-# UnicodeDecodeError, and JSON of the wrong shape (such as a list) fails with AttributeError or KeyError.
+# Exceptions that nbformat 5 raises for a file that is not a valid notebook. ValueError covers NotJSONError
+# and UnicodeDecodeError, and JSON of the wrong shape (such as a list) fails with AttributeError or KeyError.
 _READ_ERRORS = (OSError, ValueError, AttributeError, KeyError, TypeError, nbformat.ValidationError)
 
 # Entries of the inbox that are not student folders.
@@ -42,17 +41,13 @@ def find_course_root(start=None):
     raise FileNotFoundError(f"{CONFIG_NAME} not found in {start} or any folder above it")
 
 
-def config_path(root=None):
-    return Path(root or find_course_root()) / CONFIG_NAME
-
-
 @dataclass
 class Submission:
     """One student folder of the inbox and what it contains.
 
     ``problem`` is None for a notebook that nbgrader can grade, else a ``report.STATUSES`` key:
     ``missing_assignment_folder``, ``notebook_missing``, ``wrong_notebook_name`` or ``invalid_notebook``.
-    ``detail`` holds the file names found or the read error.
+    ``detail`` contains the file names found or the read error.
     """
 
     student_id: str

@@ -42,6 +42,16 @@ IMAGE_MAGIC = 0x00000803  # IDX header: unsigned bytes, 3 dimensions
 LABEL_MAGIC = 0x00000801  # IDX header: unsigned bytes, 1 dimension
 
 IMAGE_SIZE = 224
+
+# One unpacked copy of the data per user, shared by every notebook and every graded
+# submission, instead of 55 MB unpacked next to each notebook.
+DATA_DIR_VARIABLE = "ASSIGNMENT_DATA_DIR"
+DEFAULT_DATA_DIR = Path("~/.cache/vgg11-assignment/data")
+
+
+def default_data_root() -> Path:
+    """Return $ASSIGNMENT_DATA_DIR, or ~/.cache/vgg11-assignment/data when it is unset."""
+    return Path(os.environ.get(DATA_DIR_VARIABLE) or DEFAULT_DATA_DIR).expanduser()
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -53,6 +63,8 @@ DOWNLOAD_SOCKET_TIMEOUT_S = 30.0
 
 
 class ClassName(NamedTuple):
+    """Name of a Fashion-MNIST class in Korean and English."""
+
     ko: str
     en: str
 
@@ -73,9 +85,14 @@ CLASSES = (
 
 # Families that contain Hangul glyphs, in order of preference. The DejaVu fonts
 # bundled with matplotlib have none.
+# NOTE: these are the usual family names of the Nanum, Noto CJK and OS fonts. No
+# Korean font was installed where this was written, so matplotlib's name for each
+# was not checked. Matplotlib names a .ttc collection after its first face, which
+# is "Noto Sans CJK JP" for Debian's fonts-noto-cjk.
 KOREAN_FONT_FAMILIES = (
     "NanumGothic",
     "Noto Sans CJK KR",
+    "Noto Sans CJK JP",
     "Noto Sans KR",
     "Malgun Gothic",
     "AppleGothic",
@@ -189,7 +206,10 @@ def _check_idx_file(path: Path) -> str | None:
 
 
 def _locate_files(directory: Path) -> dict[str, Path] | None:
-    """Map each raw file name to the file in ``directory``, uncompressed or ``.gz``; None if any is missing."""
+    """Map each raw file name to its file in ``directory``, uncompressed or ``.gz``.
+
+    Returns None if any of the 4 files is missing.
+    """
     found = {}
     for name in RAW_FILES:
         for candidate in (directory / name, directory / f"{name}.gz"):
@@ -210,7 +230,7 @@ def _missing_names(directory: Path) -> list[str]:
 
 
 def _install_file(source: Path, raw_dir: Path, name: str) -> str | None:
-    """Copy or gunzip ``source`` to ``raw_dir/name``; return why it failed, or None.
+    """Copy or gunzip ``source`` to ``raw_dir/name``, and return why that failed or None.
 
     The file is written under a temporary name and renamed only after it passes
     ``_check_idx_file``, so an interrupted run never leaves a partial file under
@@ -243,7 +263,7 @@ def _install_file(source: Path, raw_dir: Path, name: str) -> str | None:
 
 
 def _install_files(files: dict[str, Path], raw_dir: Path) -> list[tuple[Path, str]]:
-    """Install every file into ``raw_dir``; return (source, problem) for each file that failed."""
+    """Install every file into ``raw_dir`` and return (source, problem) for each file that failed."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     problems = []
     for name, source in files.items():
@@ -279,7 +299,7 @@ def _can_connect(url: str, timeout: float) -> str | None:
 
 
 def _download(root: Path, raw_dir: Path) -> str | None:
-    """Download the raw files with torchvision into ``raw_dir``; return why it failed, or None.
+    """Download the raw files with torchvision into ``raw_dir``, and return why that failed or None.
 
     torchvision downloads into a staging directory under ``root``, and the files
     move into ``raw_dir`` only after all of them have arrived, so a failed download
@@ -313,7 +333,7 @@ def _download(root: Path, raw_dir: Path) -> str | None:
 
 
 def find_fashion_mnist(
-    root: str | os.PathLike = "data",
+    root: str | os.PathLike | None = None,
     *,
     download: bool | None = None,
     search_dirs: Iterable[str | os.PathLike] | None = None,
@@ -323,6 +343,7 @@ def find_fashion_mnist(
     Sources, in order:
 
     1. ``<root>/FashionMNIST/raw/``, with the 4 files uncompressed or as ``.gz``.
+       ``root`` defaults to ``default_data_root()``.
     2. Each directory of ``search_dirs``, by default only ``DEBIAN_DIR``, the
        install location of the Debian package ``dataset-fashion-mnist``.
     3. torchvision's download. ``download=None`` allows it unless the ``CI``
@@ -335,9 +356,11 @@ def find_fashion_mnist(
     message lists every location tried with the reason and how to get the data,
     in Korean then English (English only when AUTOGRADER_LANG=en).
     """
-    root = Path(root).expanduser()
+    root = default_data_root() if root is None else Path(root).expanduser()
     raw_dir = root / "FashionMNIST" / "raw"
-    directories = [raw_dir, *(Path(d) for d in (search_dirs if search_dirs is not None else (DEBIAN_DIR,)))]
+    if search_dirs is None:
+        search_dirs = (DEBIAN_DIR,)
+    directories = [raw_dir, *(Path(directory) for directory in search_dirs)]
     attempts: list[_Attempt] = []
 
     for directory in directories:
@@ -375,16 +398,16 @@ def find_fashion_mnist(
     raise FileNotFoundError(_format_not_found(attempts, raw_dir))
 
 
-def build_transform() -> transforms.Compose:
+def build_transform(image_size: int = IMAGE_SIZE) -> transforms.Compose:
     """Build the image transform that the fine-tuned VGG11 expects.
 
-    Each 28x28 grayscale image is resized to 224x224 and repeated to 3 channels,
+    Each 28x28 grayscale image is resized to ``image_size`` (224 by default) and repeated to 3 channels,
     then normalized with the ImageNet mean and standard deviation, because the
     torchvision VGG11 weights were trained on images with those statistics.
     """
     return transforms.Compose(
         [
-            transforms.Resize(IMAGE_SIZE),
+            transforms.Resize(image_size),
             transforms.Grayscale(num_output_channels=3),
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
@@ -393,16 +416,17 @@ def build_transform() -> transforms.Compose:
 
 
 def load_fashion_mnist(
-    root: str | os.PathLike = "data",
+    root: str | os.PathLike | None = None,
     train: bool = True,
     limit: int | None = None,
     seed: int = 0,
     *,
     download: bool | None = None,
+    image_size: int = IMAGE_SIZE,
 ) -> Dataset:
     """Load the Fashion-MNIST training or test split as (image, label) pairs.
 
-    Each image is a 3x224x224 float tensor normalized with ImageNet statistics
+    Each image is a 3 x image_size x image_size float tensor (224 by default) normalized with ImageNet statistics
     (see ``build_transform``), and each label is an int in 0..9 that indexes
     ``CLASSES``. ``limit`` keeps a random subset of that many samples, and the same
     ``seed`` always selects the same subset. ``root`` and ``download`` are passed
@@ -412,7 +436,7 @@ def load_fashion_mnist(
         raise ValueError(f"limit must be a positive number of samples or None, got {limit}")
 
     data_root = find_fashion_mnist(root, download=download)
-    dataset = datasets.FashionMNIST(data_root, train=train, transform=build_transform())
+    dataset = datasets.FashionMNIST(data_root, train=train, transform=build_transform(image_size))
     if limit is None or limit >= len(dataset):
         return dataset
 
@@ -448,8 +472,8 @@ def _to_display_image(image: object, normalized: bool) -> np.ndarray:
 def show_samples(dataset: Dataset, n: int = 16, *, normalized: bool = True) -> Figure:
     """Draw the first ``n`` samples of ``dataset`` in a grid, titled with their class names.
 
-    ``normalized`` says that image tensors carry the ImageNet normalization of
-    ``build_transform``, which is undone for display. Titles are Korean only when a
+    With ``normalized=True``, image tensors are taken to carry the ImageNet
+    normalization of ``build_transform``, which is undone for display. Titles are Korean only when a
     font from ``KOREAN_FONT_FAMILIES`` is installed, because matplotlib's default
     DejaVu fonts have no Hangul glyphs and would draw empty boxes.
     """

@@ -10,14 +10,18 @@ Steps, each a ``python -m nbgrader`` subprocess run in the course root:
    copy goes to ``build/grading-release/`` so that the committed ``release/`` stays as it is.
 2. ``autograde --student=<id>``, one process per student, so one student's failure, hang or crash
    cannot stop the others. A submission that nbgrader cannot grade (no notebook, wrong file name,
-   not a notebook) is not passed to nbgrader and gets a row that says why.
+   not a notebook) is not passed to nbgrader and gets a row that states why.
 3. ``generate_feedback --force`` writes ``feedback/<id>/Assignment1/Assignment1_blank.html``.
 4. ``export`` writes nbgrader's grades CSV (``CsvExportPlugin.to`` in nbgrader_config.py).
 
 The table is read from the gradebook with ``nbgrader.api.Gradebook``, never from nbgrader's
 output or exit status. nbgrader exits with 0 when tests fail, and with 1 when one student failed.
+
+The exit status is 1 when generate_assignment fails or when a bundled example gets other points
+than ``autograder.examples.EXPECTED``, and 0 otherwise, also when some students could not be graded.
 """
 
+import fcntl
 import logging
 import os
 import shutil
@@ -54,7 +58,7 @@ NO_SUBMISSIONS = (
 
 # Scratch course config: the course's own config with the root, gradebook and CSV moved here.
 EXAMPLES_CONFIG = """\
-# Written by `python -m autograder.grade`; the folder is rebuilt on each run.
+# Written by `python -m autograder.grade`, which rebuilds this folder on each run.
 import os
 
 c = get_config()  # noqa: F821
@@ -73,6 +77,18 @@ RESULTS_CSV_NAME = "grades_by_test_cell.csv"
 INTERRUPT_GRACE_SECONDS = 30
 
 
+def put_python_scripts_on_path():
+    """Prepend this Python's scripts folder to PATH, for this process and the nbgrader subprocesses.
+
+    nbgrader 0.9.6 creates a new gradebook by running the ``alembic`` command found on PATH, so
+    ``<venv>/bin/python -m autograder.grade`` fails without an activated venv unless its ``bin`` is on PATH.
+    """
+    scripts = str(Path(sys.executable).parent)
+    paths = os.environ.get("PATH", "").split(os.pathsep)
+    if scripts not in paths:
+        os.environ["PATH"] = os.pathsep.join([scripts, *paths])
+
+
 def load_course_directory(root):
     """Return nbgrader's ``CourseDirectory`` and the ``Config`` loaded from ``<root>/nbgrader_config.py``."""
     config = PyFileConfigLoader(CONFIG_NAME, path=str(root)).load_config()
@@ -87,11 +103,13 @@ def prepare_examples_course(repo_root, course_root):
             f"Example submissions not found in {submissions}. Run `python -m autograder.examples` first."
         )
 
+    repo_coursedir, _ = load_course_directory(repo_root)
     course_root = Path(course_root)
     if course_root.exists():
         shutil.rmtree(course_root)
     course_root.mkdir(parents=True)
-    shutil.copytree(Path(repo_root) / "source", course_root / "source")
+    ignore = shutil.ignore_patterns(*repo_coursedir.ignore)
+    shutil.copytree(Path(repo_root) / "source", course_root / "source", ignore=ignore)
     shutil.copytree(submissions, course_root / "assignments")
     config = EXAMPLES_CONFIG.format(course_config=str(Path(repo_root) / CONFIG_NAME))
     (course_root / CONFIG_NAME).write_text(config, encoding="utf-8")
@@ -131,12 +149,12 @@ class GradeApp(Application):
 
     name = "python -m autograder.grade"
     description = __doc__
-    examples = """
-        python -m autograder.grade                      # grade assignments/, or the examples when it is empty
-        python -m autograder.grade --force              # regrade submissions that were graded before
-        python -m autograder.grade --examples           # grade the bundled examples
-        python -m autograder.grade --student-timeout=3600
-    """
+    examples = (
+        "python -m autograder.grade                   # grade assignments/, or the examples when it is empty\n"
+        "python -m autograder.grade --force           # regrade submissions that were graded before\n"
+        "python -m autograder.grade --examples        # grade the bundled examples\n"
+        "python -m autograder.grade --student-timeout=3600"
+    )
 
     course_root = Unicode("", help="Course root, the folder with nbgrader_config.py (default: this repository).").tag(
         config=True
@@ -172,11 +190,35 @@ class GradeApp(Application):
     def initialize(self, argv=None):
         super().initialize(argv)
         self.course_root = str(Path(self.course_root).resolve() if self.course_root else find_course_root())
-        # GradeApp options may also be set in nbgrader_config.py; command-line values take priority.
+        # GradeApp options may also be set in nbgrader_config.py, but command-line values take priority.
         self.load_config_file(CONFIG_NAME, path=self.course_root)
 
     def start(self):
+        put_python_scripts_on_path()
         repo_root = Path(self.course_root)
+        lock_path = repo_root / "build" / "grading.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+", encoding="utf-8") as lock_file:
+            # Two runs on one course would overwrite each other's gradebook rows, logs and
+            # autograded folders, so a second run stops here. The lock ends with this process.
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock_file.seek(0)
+                self.log.error(
+                    "Another grading run is using %s (%s). Wait for it to finish, then run again.",
+                    repo_root,
+                    lock_file.read().strip() or "process id unknown",
+                )
+                self.exit(1)
+            lock_file.seek(0)
+            lock_file.truncate()
+            lock_file.write(f"process {os.getpid()}\n")
+            lock_file.flush()
+            self.exit(self._grade_selected_course(repo_root))
+
+    def _grade_selected_course(self, repo_root):
+        """Grade the inbox, or the bundled examples when it is empty or --examples is set, and return the exit status."""
         coursedir, _ = load_course_directory(repo_root)
         inbox = Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()
         has_submissions = bool(list_submissions(inbox))
@@ -197,10 +239,10 @@ class GradeApp(Application):
             prepare_examples_course(repo_root, course_root)
             expected = EXAMPLES_EXPECTED
 
-        self.exit(self.grade_course(course_root, repo_root, expected))
+        return self.grade_course(course_root, repo_root, expected)
 
     def grade_course(self, course_root, repo_root, expected):
-        """Grade every submission of the course at ``course_root``; return the exit status for the app."""
+        """Grade every submission of the course at ``course_root`` and return the exit status for the app."""
         started = time.time()
         coursedir, config = load_course_directory(course_root)
         logs = Path(course_root) / "build" / "grading-logs"
@@ -253,7 +295,7 @@ class GradeApp(Application):
             f"--CourseDirectory.release_directory={GRADING_RELEASE_DIRECTORY}",
         ]
         if run_nbgrader(arguments, course_root, log_path) != 0:
-            self.log.error("nbgrader generate_assignment failed; see %s", log_path)
+            self.log.error("nbgrader generate_assignment failed; see %s. Its last lines:\n%s", log_path, _tail(log_path))
             return False
 
         regenerated = Path(course_root, GRADING_RELEASE_DIRECTORY, ASSIGNMENT_ID, NOTEBOOK_NAME)
@@ -286,7 +328,9 @@ class GradeApp(Application):
                     self.log.warning(
                         "Not grading %s: %s (%s)", submission.student_id, submission.problem, submission.detail
                     )
-                    results.append(report.StudentResult(submission.student_id, submission.problem, detail=submission.detail))
+                    result = report.StudentResult(submission.student_id, submission.problem, detail=submission.detail)
+                    result.scores = report.no_scores(max_scores)
+                    results.append(result)
                     continue
                 results.append(self._autograde_student(course_root, coursedir, submission, logs, timeout, max_scores, started))
         return results
@@ -302,7 +346,7 @@ class GradeApp(Application):
         exit_status = run_nbgrader(arguments, course_root, log_path, timeout)
         self.log.info("Autograded %s in %.0f s (exit status %s)", student_id, time.time() - student_started, exit_status)
 
-        result = report.StudentResult(student_id, "graded", log_path=str(log_path))
+        result = report.StudentResult(student_id, "graded", scores=report.no_scores(max_scores), log_path=str(log_path))
         scores = report.read_scores(coursedir.db_url, student_id, max_scores)
         autograded = Path(coursedir.format_path(coursedir.autograded_directory, student_id, ASSIGNMENT_ID), NOTEBOOK_NAME)
 
@@ -325,9 +369,9 @@ class GradeApp(Application):
             coursedir.db_url, nbformat.read(str(submission.notebook), as_version=4)
         )
         if edited:
-            result.notes.append(f"{report.bilingual(report.NOTES, 'test_cell_edited')}: {', '.join(edited)}")
+            result.notes.append(f"{report.bilingual(report.NOTES, 'locked_cell_edited')}: {', '.join(edited)}")
         if deleted:
-            result.notes.append(f"{report.bilingual(report.NOTES, 'test_cell_deleted')}: {', '.join(deleted)}")
+            result.notes.append(f"{report.bilingual(report.NOTES, 'locked_cell_deleted')}: {', '.join(deleted)}")
         return result
 
     def _generate_feedback(self, course_root, coursedir, results, logs):
@@ -346,6 +390,10 @@ class GradeApp(Application):
                 result.feedback_path = str(html)
             else:
                 result.notes.append("feedback_missing")
+
+
+def _tail(path, lines=20):
+    return "\n".join(Path(path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 def _relative(path, root):

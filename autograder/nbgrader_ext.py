@@ -1,7 +1,8 @@
 """nbgrader preprocessors for this course, wired in by ``nbgrader_config.py``.
 
 - ``OverwriteCellsWithHiddenTests`` replaces ``OverwriteCells`` in ``Autograde.sanitize_preprocessors``.
-  It puts the hidden tests back into untouched test cells without logging a checksum warning.
+  It puts the hidden tests back into untouched test cells without logging a checksum warning, and
+  puts deleted test cells back without the KeyError of nbgrader's ``add_missing_cells``.
 - ``ClearHiddenTestsFromFeedback`` runs first in ``GenerateFeedback.preprocessors`` and removes the
   hidden tests from the feedback HTML: the cell sources and the traceback lines that quote them.
 - ``BoundedExecute`` replaces ``Execute`` in ``Autograde.autograde_preprocessors`` and adds a time
@@ -15,6 +16,7 @@ import re
 import time
 
 from nbformat.v4 import new_code_cell
+from nbformat.v4.nbbase import random_cell_id
 from nbgrader import utils
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, OverwriteCells
@@ -53,7 +55,7 @@ def hidden_test_lines(source, clearer=None):
 
 
 class OverwriteCellsWithHiddenTests(OverwriteCells):
-    """``OverwriteCells`` that restores the hidden tests of an untouched locked cell silently.
+    """``OverwriteCells`` that restores hidden tests silently and puts deleted grade cells back reliably.
 
     ``generate_assignment`` stores each locked cell's source and checksum in the gradebook before
     ``ClearHiddenTests`` runs, so the released test cells never match the stored checksum.
@@ -62,6 +64,8 @@ class OverwriteCellsWithHiddenTests(OverwriteCells):
     stored source first when the submitted source equals the stored source with its hidden tests
     removed, which is the released source. A locked cell that the student edited still fails the
     checksum comparison in ``OverwriteCells``, which logs the warning and restores the stored source.
+
+    ``add_missing_grade_cells`` replaces nbgrader's version, which fails on this notebook.
     """
 
     def preprocess(self, nb, resources):
@@ -89,6 +93,46 @@ class OverwriteCellsWithHiddenTests(OverwriteCells):
 
         self.log.debug("Restoring the hidden tests of unchanged cell %s", grade_id)
         cell.source = source_cell.source
+
+    def add_missing_grade_cells(self, nb, resources):
+        """Put each deleted grade cell back after the nearest earlier source cell that the submission has.
+
+        Used when ``OverwriteCells.add_missing_cells`` is True. nbgrader 0.9.6 looks only at the
+        directly preceding source cell, and only among grade and solution cells, so it raises
+        KeyError when that cell is a locked markdown cell, as before test_finetune_frozen here.
+        That error stops autograding of the whole submission.
+        """
+        source_notebook = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+        # NOTE: like nbgrader, this takes the gradebook's order of source cells as the notebook order.
+        # That holds for cells stored by one generate_assignment run, not for cells added by a later run.
+        source_cells = list(source_notebook.source_cells)
+        max_scores = {cell.name: cell.max_score for cell in source_notebook.grade_cells}
+        solution_ids = {cell.name for cell in source_notebook.solution_cells}
+
+        for position, source_cell in enumerate(source_cells):
+            if source_cell.name not in max_scores or source_cell.name in _grade_ids(nb):
+                continue
+            self.log.warning("Missing grade cell %s encountered, adding to notebook", source_cell.name)
+            missing_cell = self.missing_cell_transform(
+                source_cell, max_scores[source_cell.name], is_solution=source_cell.name in solution_ids
+            )
+            # nbgrader builds the cell without an id, which nbformat 5 warns about when it validates.
+            missing_cell.id = random_cell_id()
+            nb.cells.insert(_insert_index(nb, [cell.name for cell in source_cells[:position]]), missing_cell)
+        return nb, resources
+
+
+def _grade_ids(nb):
+    return [cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells]
+
+
+def _insert_index(nb, earlier_ids):
+    """Return the index just after the cell of ``nb`` with the last of ``earlier_ids`` that ``nb`` has, else 0."""
+    present = _grade_ids(nb)
+    for grade_id in reversed(earlier_ids):
+        if grade_id in present:
+            return present.index(grade_id) + 1
+    return 0
 
 
 class ClearHiddenTestsFromFeedback(ClearHiddenTests):

@@ -1,8 +1,8 @@
 """Grading results per student, read from the nbgrader gradebook, and their text table and CSV.
 
-``StudentResult`` is one row: the points of each test cell, the total and a status that says what
-happened to the submission. ``read_results`` fills the points from ``nbgrader.api.Gradebook``, so the
-table shows what nbgrader stored and not what its log printed. ``format_table`` and ``write_csv``
+``StudentResult`` is one row: the points of each test cell, the total and a status that states
+what happened to the submission. ``read_scores`` reads the points with ``nbgrader.api.Gradebook``, so
+the table shows what nbgrader stored and not what its log printed. ``format_table`` and ``write_csv``
 only format rows, so an HTML report can be built from the same rows.
 """
 
@@ -30,8 +30,8 @@ STATUSES = {
 
 # Note key -> (Korean, English), for things worth a look that do not stop grading.
 NOTES = {
-    "test_cell_edited": ("수정된 테스트 셀 (원본으로 채점함)", "test cell edited (graded with the original)"),
-    "test_cell_deleted": ("삭제된 테스트 셀 (원본으로 채점함)", "test cell deleted (graded with the original)"),
+    "locked_cell_edited": ("수정된 잠긴 셀 (원본으로 채점함)", "locked cell edited (graded with the original)"),
+    "locked_cell_deleted": ("삭제된 잠긴 셀 (테스트 셀만 복원됨)", "locked cell deleted (only test cells are put back)"),
     "feedback_missing": ("피드백 HTML 없음", "feedback HTML missing"),
     "ungraded_cells": ("점수 없는 테스트 셀", "test cells without a score"),
 }
@@ -52,7 +52,11 @@ class CellScore:
 
 @dataclass
 class StudentResult:
-    """One row of the results table."""
+    """One row of the results table.
+
+    ``status`` is a ``STATUSES`` key. ``notes`` contains ``NOTES`` keys or text that is already
+    formatted, and ``detail`` explains the status, such as the file names found.
+    """
 
     student_id: str
     status: str
@@ -80,8 +84,13 @@ class StudentResult:
         return "; ".join(parts)
 
 
+def no_scores(max_scores):
+    """Return ``{grade_id: CellScore}`` without earned points, for a student whose notebook was not graded."""
+    return {grade_id: CellScore(None, max_score) for grade_id, max_score in max_scores.items()}
+
+
 def read_max_scores(db_url, assignment_id=ASSIGNMENT_ID, notebook_id=NOTEBOOK_ID):
-    """Return ``{grade_id: max points}`` of the notebook's grade cells, in ``TEST_CELLS`` order first."""
+    """Return ``{grade_id: max points}`` of the notebook's grade cells: ``TEST_CELLS`` in order, then any others."""
     with Gradebook(db_url) as gradebook:
         notebook = gradebook.find_notebook(notebook_id, assignment_id)
         max_scores = {cell.name: float(cell.max_score) for cell in notebook.grade_cells}
@@ -116,7 +125,8 @@ def find_changed_locked_cells(db_url, notebook, assignment_id=ASSIGNMENT_ID, not
 
     ``notebook`` is the submitted ``nbformat`` notebook. A locked cell is unchanged when its source
     equals the source stored by ``generate_assignment`` with the hidden tests removed, which is
-    what the release contains. nbgrader grades edited and deleted cells with the stored source.
+    what the release contains. nbgrader grades an edited cell with the stored source. Of the deleted
+    cells, nbgrader puts back only grade cells, because ``OverwriteCells.add_missing_cells`` is set.
     """
     submitted = {}
     for cell in notebook.cells:

@@ -108,7 +108,7 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def _read_state_dict(checkpoint: Path) -> Mapping:
-    """Read a state_dict with ``torch.load(weights_only=True)``; raise CheckpointError naming the file if that fails."""
+    """Read a state_dict with ``torch.load(weights_only=True)``, raising CheckpointError naming the file if that fails."""
     try:
         state_dict = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -147,7 +147,7 @@ def _describe_mismatch(model: nn.Module, state_dict: Mapping) -> str | None:
 
 
 def _load_state_dict(model: nn.Module, checkpoint: Path) -> None:
-    """Load the weights file into ``model``; raise CheckpointError naming the file if that fails."""
+    """Load the weights file into ``model``, raising CheckpointError naming the file if that fails."""
     state_dict = _read_state_dict(checkpoint)
     mismatch = _describe_mismatch(model, state_dict)
     if mismatch is not None:
@@ -164,7 +164,7 @@ def load_vgg11_imagenet(path: str | os.PathLike | None = None) -> nn.Module:
     The file is looked up with ``find_vgg11_checkpoint(path)`` and is never
     downloaded. Without a file, the model keeps torchvision's random
     initialisation. ``model.pretrained`` is True or False accordingly, and one
-    message (Korean then English) tells the student which case applies. Raises
+    printed message (Korean then English) states which case applies. Raises
     CheckpointError when the file exists but cannot be loaded.
     """
     model = torchvision.models.vgg11(weights=None)

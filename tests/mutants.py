@@ -140,9 +140,8 @@ def systematic_mutants():
     for index, name in enumerate(names):
         layer = classifier[index]
         mutants.append(Model(f"drop-{name}", classifier=_on_classifier(_drop(index)), failing=(CLASSIFIER,)))
-        if not isinstance(layer, nn.ReLU):  # a second ReLU right after the first changes nothing
-            mutants.append(Model(f"duplicate-{name}", classifier=_on_classifier(_duplicate(index)),
-                                 failing=(CLASSIFIER,)))
+        mutants.append(Model(f"duplicate-{name}", classifier=_on_classifier(_duplicate(index)),
+                             failing=(CLASSIFIER,)))
         for label, make in _CLASSIFIER_REPLACEMENTS.get(type(layer), {}).items():
             mutants.append(Model(f"{name}-{label}", classifier=_on_classifier(_replace(index, make)),
                                  failing=(CLASSIFIER,)))

@@ -40,7 +40,7 @@ def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
 
 
 def write_dataset(directory: Path, compress: bool = True, seed: int = 0) -> dict[str, bytes]:
-    """Write the 4 Fashion-MNIST files with random images; return the uncompressed bytes by name."""
+    """Write the 4 Fashion-MNIST files with random images and return their uncompressed bytes by name."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     arrays = {
@@ -357,13 +357,23 @@ def test_show_samples_titles(tiny_root, monkeypatch, n, expected):
     assert titles == [data.CLASSES[i % 10].en for i in range(expected)]
 
 
+def test_show_samples_korean_titles(tiny_root, monkeypatch):
+    monkeypatch.setattr(data, "korean_font_family", lambda: "DejaVu Sans")
+    dataset = data.load_fashion_mnist(tiny_root, download=False)
+
+    figure = data.show_samples(dataset, n=3)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+
+    assert titles == [data.CLASSES[i].ko for i in range(3)]
+
+
 def test_show_samples_undoes_normalization(tiny_root):
     dataset = data.load_fashion_mnist(tiny_root, download=False)
 
     figure = data.show_samples(dataset, n=1)
-    shown = figure.axes[0].get_images()[0].get_array()
+    displayed_pixels = figure.axes[0].get_images()[0].get_array()
 
-    assert shown[0, 0] == pytest.approx(dataset.data[0, 0, 0].item() / 255.0, abs=0.05)
+    assert displayed_pixels[0, 0] == pytest.approx(dataset.data[0, 0, 0].item() / 255.0, abs=0.05)
 
 
 @pytest.mark.skipif(not data.DEBIAN_DIR.is_dir(), reason="Debian package dataset-fashion-mnist is not installed")

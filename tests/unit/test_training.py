@@ -69,6 +69,28 @@ def test_history_length(frozen_model, loader, epochs, max_steps, expected_steps)
     assert history["step"] == list(range(1, expected_steps + 1))
 
 
+class CountingBatches:
+    """An iterable of batches without len() that counts the batches it yields."""
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.yielded = 0
+
+    def __iter__(self):
+        for batch in self.batches:
+            self.yielded += 1
+            yield batch
+
+
+def test_max_steps_stops_fetching(frozen_model, loader):
+    batches = CountingBatches(list(loader))
+
+    history = training.train_classifier(frozen_model, batches, epochs=3, max_steps=2, device="cpu", progress=False)
+
+    assert len(history["loss"]) == 2
+    assert batches.yielded == 2
+
+
 def test_history_epochs(frozen_model, loader):
     history = training.train_classifier(frozen_model, loader, epochs=2, device="cpu", progress=False)
 
@@ -179,6 +201,16 @@ def test_plot_history_curves():
     assert isinstance(figure, Figure)
     assert loss_axis.lines[0].get_ydata().tolist() == history["loss"]
     assert accuracy_axis.lines[0].get_ydata().tolist() == history["accuracy"]
+
+
+@pytest.mark.parametrize("font, loss_label", [(None, "loss"), ("DejaVu Sans", "손실")], ids=["english", "korean"])
+def test_plot_history_labels(monkeypatch, font, loss_label):
+    monkeypatch.setattr(training, "korean_font_family", lambda: font)
+    history = {"step": [1, 2], "loss": [2.0, 1.0], "accuracy": [0.1, 0.5]}
+
+    loss_axis = training.plot_history(history).axes[0]
+
+    assert loss_axis.get_ylabel() == loss_label
 
 
 def test_plot_history_empty_raises():
