@@ -48,7 +48,7 @@ def _split(ops):
 
 
 def _comparison(model_cls, analysis):
-    """Compare with the reference; a program traced on ``meta`` that cannot run is traced again on the CPU."""
+    """Compare with the reference. A program traced on ``meta`` that cannot run is traced again on the CPU."""
     if not hasattr(analysis, "comparison"):
         try:
             analysis.comparison = compare_with_reference(analysis)

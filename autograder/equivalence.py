@@ -66,7 +66,7 @@ def _layers(model, kind):
 
 
 def _assign_reference(ops, ref, state):
-    """Fill ``state`` (FQN -> tensor) with reference tensors; return False when the layers do not line up."""
+    """Fill ``state`` (FQN -> tensor) with reference tensors. Return False when the layers do not line up."""
     for kind in ("conv", "batchnorm", "linear"):
         student = [op for op in ops if op.kind == kind]
         ref_layers = _layers(ref, kind)
@@ -89,7 +89,7 @@ def _assign_reference(ops, ref, state):
 
 
 def _run_program(program, state, x):
-    """Run the exported graph with ``state`` as its parameters; return every node's value by name."""
+    """Run the exported graph with ``state`` as its parameters and return every node's value by name."""
     args = []
     for spec in program.graph_signature.input_specs:
         if spec.kind == InputKind.USER_INPUT:
@@ -128,7 +128,7 @@ def compare_with_reference(analysis, num_classes=10):
     """Return a ``Comparison``, or None when the layers cannot be matched with the reference one to one."""
     program = analysis.eval_program
     ref = _reference_model(num_classes)
-    # Tensors that no reference layer replaces (such as num_batches_tracked) keep their values; on
+    # Tensors that no reference layer replaces (such as num_batches_tracked) keep their values. On
     # the meta device they have none, so they start at zero.
     state = {name: torch.zeros(tensor.shape, dtype=tensor.dtype) if tensor.is_meta else tensor.detach().clone()
              for name, tensor in program.state_dict.items()}

@@ -103,7 +103,7 @@ def _conv_params(node, packet, weight_shape):
         padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
     elif padding == "valid":
         padding = (0, 0)
-    # conv2d(input, weight, bias, stride, padding, dilation, groups);
+    # conv2d(input, weight, bias, stride, padding, dilation, groups) and
     # convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     groups = _arg(node, 6, "groups", 1) if packet == "conv2d" else _arg(node, 8, "groups", 1)
     return {
@@ -158,7 +158,7 @@ def _describe(node, signature):
         op.weights = {"weight": _param_name(signature, node.args[1]),
                       "bias": _param_name(signature, _arg(node, 2, "bias"))}
         op.params = {"in_features": weight_shape[1], "out_features": weight_shape[0]}
-    elif kind == "linear":  # addmm(bias, input, weight.t()): the output width is all the graph states plainly
+    elif kind == "linear":  # addmm(bias, input, weight.t()): the sizes come from the input and output shapes
         op.in_shape = _node_shape(node.args[1])
         op.params = {"in_features": op.in_shape[-1] if op.in_shape else None,
                      "out_features": op.out_shape[-1] if op.out_shape else None}
