@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from . import reference
-from .trace import export_model, trace_program
+from .trace import export_model, trace_program, trace_until_error
 from .verdict import Finding
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class ModelAnalysis:
     output_shape: tuple | None = None
     problem: Finding | None = None
     device: str = "meta"
+    # True when forward raised: train_ops then end with the op that raised, if it was an aten op.
+    crashed: bool = False
     # Parameters that forward created or replaced, grouped by the kind of layer that contains them:
     # "linear" for the classifier, "other" for the convolutional part.
     rebuilt: dict = field(default_factory=dict)
@@ -62,7 +64,7 @@ def _error_finding(check, key, error, **fields):
     channels = _CHANNELS.search(text)
     if channels and channels.group(2) == "3":
         return Finding(check, "run.input_channels", {"actual": channels.group(1)})
-    return Finding(check, key, {"error_type": type(error).__name__, "error": text, **fields})
+    return Finding(check, key, {"error_type": type(error).__name__, "error": f": {text}" if text else "", **fields})
 
 
 def _build(model_cls, num_classes, check, device):
@@ -86,11 +88,17 @@ def _parameter_identity(model):
 def _export(model, mode, check, device, batch):
     getattr(model, mode)()
     x = example_input(batch, device=device)
+    # torch logs the failing operator at ERROR level before raising; the raised error is reported instead.
+    fake_tensor_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_tensor_log.level
+    fake_tensor_log.setLevel(logging.CRITICAL)
     try:
         program = export_model(model, x)
     except Exception as error:  # noqa: BLE001
         log.debug("export in %s mode failed", mode, exc_info=True)
         return None, _error_finding(check, "run.error", error, shape=tuple(x.shape))
+    finally:
+        fake_tensor_log.setLevel(level)
     outputs = [node for node in program.graph.nodes if node.op == "output"][0].args[0]
     if not program.call_spec.out_spec.is_leaf():
         return None, Finding(check, "run.not_tensor", {"actual": f"{type(outputs).__name__} ({len(outputs)})"})
@@ -107,7 +115,7 @@ def analyse(model_cls, check, num_classes=None, device="meta"):
         return cached
 
     analysis = _analyse_on(model_cls, check, num_classes, device)
-    if analysis.problem is not None and device == "meta":
+    if analysis.problem is not None and device == "meta" and not _layer_shape_error(analysis):
         log.debug("meta-device analysis failed (%s); building on the CPU", analysis.problem.key)
         analysis = _analyse_on(model_cls, check, num_classes, "cpu")
 
@@ -118,6 +126,15 @@ def analyse(model_cls, check, num_classes=None, device="meta"):
     return analysis
 
 
+def _layer_shape_error(analysis):
+    """Return True when forward raised inside a layer (such as a Linear given the wrong width), which
+    fails the same way on every device, so building on the CPU again would only cost time."""
+    if not analysis.crashed or not analysis.train_ops:
+        return False
+    last = analysis.train_ops[-1]
+    return last.out_shape is None and last.kind in ("conv", "linear", "batchnorm", "maxpool", "avgpool")
+
+
 def _analyse_on(model_cls, check, num_classes, device):
     analysis = ModelAnalysis(device=device)
     analysis.model, analysis.problem = _build(model_cls, num_classes, check, device)
@@ -125,6 +142,9 @@ def _analyse_on(model_cls, check, num_classes, device):
         before = _parameter_identity(analysis.model)
         train_program, analysis.problem = _export(analysis.model, "train", check, device, BATCH)
         analysis.rebuilt = _rebuilt_parameters(analysis.model, before)
+        if train_program is None and analysis.problem.key in ("run.error", "run.input_channels"):
+            analysis.crashed = True
+            analysis.train_ops = trace_until_error(analysis.model.train(), example_input(BATCH, device=device))
         if train_program is not None:
             analysis.train_ops = trace_program(train_program)
             analysis.output_shape = _output_shape(train_program)

@@ -32,7 +32,12 @@ OTHER_NUM_CLASSES = 7
 
 
 def _shape_text(shape):
-    return "(N, " + ", ".join(str(d) for d in shape[1:]) + ")" if shape else "-"
+    """Write a traced shape with N for the batch dimension, or as it is when the batch was merged."""
+    if not shape:
+        return "-"
+    if shape[0] != BATCH:
+        return str(tuple(shape))
+    return "(N, " + ", ".join(str(d) for d in shape[1:]) + ")"
 
 
 def _expected_pool_text(block):
@@ -47,8 +52,25 @@ def _split(ops):
     return features, layers[first_linear:]
 
 
+def _crashed_in_classifier(analysis):
+    """Return True when forward raised at or after the first Linear layer.
+
+    The convolutional part then ran completely, and its trace can still be judged.
+    """
+    return analysis.crashed and any(op.kind == "linear" for op in analysis.train_ops)
+
+
+def _blocking_problem(analysis):
+    """Return the build or run problem that prevents judging the convolutional part, if any."""
+    if analysis.problem is None or _crashed_in_classifier(analysis):
+        return None
+    return analysis.problem
+
+
 def _comparison(model_cls, analysis):
     """Compare with the reference. A program traced on ``meta`` that cannot run is traced again on the CPU."""
+    if analysis.eval_program is None:
+        return None
     if not hasattr(analysis, "comparison"):
         try:
             analysis.comparison = compare_with_reference(analysis)
@@ -66,7 +88,7 @@ def _comparison(model_cls, analysis):
 
 def layer_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, LAYERS)
-    if analysis.problem:
+    if _blocking_problem(analysis):
         return [analysis.problem]
     rebuilt = rebuilt_finding(analysis, LAYERS, "other")
     if rebuilt:
@@ -92,7 +114,7 @@ def check_vgg11_layers(model_cls, hidden=False):
 
 def pool_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, POOL_SHAPES)
-    if analysis.problem:
+    if _blocking_problem(analysis):
         return [analysis.problem]
     stages = pool_stages(analysis.train_ops)
     pooled = sum(stage.pooled for stage in stages)
@@ -118,10 +140,17 @@ def check_vgg11_pool_shapes(model_cls, hidden=False):
 
 def _fc1_input_finding(classifier_ops):
     fc1 = classifier_ops[0]
-    if fc1.in_shape is not None and fc1.in_shape[0] != BATCH:
+    if fc1.in_shape is None:
+        return None
+    expected = f"(N, {reference.FLATTENED_FEATURES})"
+    if fc1.in_shape[0] != BATCH:
         return Finding(CLASSIFIER, "classifier.batch_merged",
-                       {"expected": f"(N, {reference.FLATTENED_FEATURES})",
-                        "actual": f"({fc1.in_shape[0]}, {fc1.in_shape[-1]}) (N={BATCH})"})
+                       {"expected": expected, "actual": f"({fc1.in_shape[0]}, {fc1.in_shape[-1]}) (N={BATCH})"})
+    if fc1.out_shape is None and fc1.in_shape[-1] != fc1.params.get("in_features"):
+        # forward raised here: the Linear layer did not accept the flattened feature map
+        return Finding(CLASSIFIER, "classifier.fc_input",
+                       {"expected": expected, "actual": _shape_text(fc1.in_shape),
+                        "in_features": fc1.params.get("in_features")})
     return None
 
 
@@ -139,7 +168,7 @@ def _num_classes_finding(model_cls):
 
 def classifier_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, CLASSIFIER)
-    if analysis.problem:
+    if _blocking_problem(analysis):
         return [analysis.problem]
     rebuilt = rebuilt_finding(analysis, CLASSIFIER, "linear")
     if rebuilt:
@@ -147,9 +176,11 @@ def classifier_findings(model_cls, hidden=False):
     _, classifier = _split(analysis.train_ops)
     if not classifier:
         return [Finding(CLASSIFIER, "classifier.no_linear")]
-    merged = _fc1_input_finding(classifier)
-    if merged:
-        return [merged]
+    fc1_input = _fc1_input_finding(classifier)
+    if fc1_input:
+        return [fc1_input]
+    if analysis.problem:
+        return [analysis.problem]
     finding = first_difference(CLASSIFIER, expected_classifier(), [layer_from_op(op) for op in classifier])
     if finding:
         return [finding]

@@ -17,6 +17,7 @@ from torch.export.graph_signature import InputKind
 
 from . import reference
 from .analysis import EVAL_BATCH, example_input
+from .trace import STRUCTURAL
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +112,22 @@ def _difference(student, ref):
 
 
 def _block_outputs(ops, values):
-    """Return the tensor that leaves each block: the input of the next block's first conv, then of fc1.
+    """Return the tensor that leaves each block, read where the next layer takes it.
 
-    Reading it there, not at the pool's output, accepts a ReLU applied after the pool.
+    For blocks 1 to 4 that is the input of the next block's first conv, which also accepts a ReLU
+    applied after the pool. For block 5 it is the last 4-D feature map before fc1, so that a wrong
+    flatten order shows in the classifier, not in block 5.
     """
     convs = [op for op in ops if op.kind == "conv"]
-    linears = [op for op in ops if op.kind == "linear"]
-    first_convs = [index + 1 for index in reference.block_ends()[:-1]]
-    if len(convs) != len(reference.conv_names()) or not linears:
+    first_linear = next((index for index, op in enumerate(ops) if op.kind == "linear"), None)
+    if len(convs) != len(reference.conv_names()) or first_linear is None:
         return []
-    consumers = [convs[index] for index in first_convs] + [linears[0]]
-    return [values.get(op.source) for op in consumers]
+    first_convs = [index + 1 for index in reference.block_ends()[:-1]]
+    outputs = [values.get(convs[index].source) for index in first_convs]
+    feature_maps = [op for op in ops[:first_linear]
+                    if op.kind in STRUCTURAL and op.out_shape is not None and len(op.out_shape) == 4]
+    outputs.append(values.get(feature_maps[-1].node) if feature_maps else None)
+    return outputs
 
 
 def compare_with_reference(analysis, num_classes=10):

@@ -19,16 +19,16 @@ CATALOGUE = {
         "device='cuda' inside the class; move the model with .to(device) after building it.",
     ),
     "build.error": (
-        "{call} 실행 중 {error_type} 예외가 발생했습니다: {error}. __init__을 완성했는지 확인하세요.",
-        "{call} raised {error_type}: {error}. Check that __init__ is complete.",
+        "{call} 실행 중 {error_type} 예외가 발생했습니다{error}. __init__을 완성했는지 확인하세요.",
+        "{call} raised {error_type}{error}. Check that __init__ is complete.",
     ),
     "build.not_module": (
         "{name}은(는) nn.Module을 상속한 클래스여야 합니다 (받은 값: {actual}).",
         "{name} must be a class derived from nn.Module (got {actual}).",
     ),
     "run.error": (
-        "forward 실행 중 {error_type} 예외가 발생했습니다 (입력 {shape}): {error}",
-        "forward raised {error_type} for an input of shape {shape}: {error}",
+        "forward 실행 중 {error_type} 예외가 발생했습니다 (입력 {shape}){error}",
+        "forward raised {error_type} for an input of shape {shape}{error}",
     ),
     "run.input_channels": (
         "첫 conv가 {actual}채널 입력을 기대하지만 입력 이미지는 3채널(RGB)입니다. conv1_1의 in_channels를 확인하세요.",
@@ -131,11 +131,19 @@ CATALOGUE = {
         "Input of fc1: expected {expected}, got {actual}. Flattening merged the batch dimension; keep it "
         "with torch.flatten(x, 1) or x.view(x.size(0), -1).",
     ),
+    "classifier.fc_input": (
+        "fc1 (classifier[0])의 입력: 기대 {expected}, 실제 {actual}. 이 Linear는 {in_features}개를 받도록 "
+        "만들어져 forward가 여기서 멈춥니다. 힌트: pool5 뒤 feature map이 (N, 512, 7, 7)이고 flatten이 "
+        "512·7·7=25088개를 만드나요?",
+        "Input of fc1 (classifier[0]): expected {expected}, got {actual}. This Linear layer takes "
+        "{in_features} features, so forward stops here. Hint: is the feature map after pool5 (N, 512, 7, 7), "
+        "and does flattening give 512*7*7=25088 values?",
+    ),
     "classifier.not_equivalent": (
         "같은 가중치를 넣었을 때 classifier의 출력이 VGG11과 다릅니다 (최대 차이 {difference:.3g}). "
-        "Linear, ReLU, Dropout의 순서와 forward를 확인하세요.",
+        "Linear, ReLU, Dropout의 순서와 flatten을 확인하세요.",
         "With the same weights, the classifier output differs from VGG11 (max difference {difference:.3g}). "
-        "Check the order of Linear, ReLU and Dropout, and the forward method.",
+        "Check the order of Linear, ReLU and Dropout, and the flattening.",
     ),
 
     # Fine-tuning.
@@ -160,8 +168,8 @@ CATALOGUE = {
         "Hint: some parameters have an attribute 'require_grad'. The attribute is named requires_grad.",
     ),
     "finetune.classifier_frozen": (
-        "classifier의 파라미터 {count}개가 동결되었습니다 (requires_grad=False): {names}. "
-        "features만 동결하세요.",
+        "classifier의 파라미터 {count}개가 고정되었습니다 (requires_grad=False): {names}. "
+        "features만 고정하세요.",
         "{count} parameters of classifier are frozen (requires_grad=False): {names}. Freeze only features.",
     ),
     "finetune.step_features_changed": (

@@ -7,11 +7,11 @@ only format rows, so an HTML report can be built from the same rows.
 """
 
 import csv
-import unicodedata
 from dataclasses import dataclass, field
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from . import tables
 from .course import ASSIGNMENT_ID, NOTEBOOK_ID, TEST_CELLS
 from .nbgrader_ext import remove_hidden_tests
 
@@ -150,15 +150,6 @@ def short_cell_name(grade_id):
     return grade_id.removeprefix("test_")
 
 
-def _display_width(text):
-    """Return the terminal width of ``text``: two columns for each wide (East Asian) character."""
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
-
-
-def _pad(text, width):
-    return text + " " * (width - _display_width(text))
-
-
 def _points(value):
     return f"{value:g}"
 
@@ -182,13 +173,7 @@ def format_table(results, cell_names):
         row.append(f"{_points(result.total)}/{_points(result.max_total)}" if result.scores else "-")
         row.append(result.status_text() + (" *" if result.notes_text() else ""))
         rows.append(row)
-
-    widths = [max(_display_width(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(_pad(text, width) for text, width in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * width for width in widths))
-    for row in rows:
-        lines.append("  ".join(_pad(text, width) for text, width in zip(row, widths)).rstrip())
-    return "\n".join(lines)
+    return tables.format_table(header, rows)
 
 
 def format_notes(results):

@@ -5,18 +5,11 @@ These print and never raise, so a student can run them at any time. The graded t
 """
 
 from . import checks, messages, reference
+from .tables import format_table
 from .analysis import BATCH, analyse
 from .stages import pool_stages
 
 _PASS, _FAIL = "✓", "✗"
-
-
-def _table(header, rows):
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-             for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def _shape(shape):
@@ -24,9 +17,12 @@ def _shape(shape):
 
 
 def shape_rows(model_cls):
-    """Return (stage, expected shape, student's shape) rows for a 224x224 input."""
+    """Return (stage, expected shape, student's shape) rows for a 224x224 input, and the run problem if any.
+
+    The rows are None when the model cannot be built or fails before its first Linear layer.
+    """
     analysis = analyse(model_cls, checks.POOL_SHAPES)
-    if analysis.problem:
+    if checks._blocking_problem(analysis):
         return None, analysis.problem
     ops = analysis.train_ops
     stages = pool_stages(ops)
@@ -40,18 +36,20 @@ def shape_rows(model_cls):
         actual = linears[index].in_shape if index < len(linears) else None
         rows.append((f"fc{index + 1} {messages.text('table.input')}", (BATCH, fan_in), actual))
     rows.append((messages.text("table.output"), (BATCH, 10), analysis.output_shape))
-    return rows, None
+    return rows, analysis.problem
 
 
 def show_shape_trace(model_cls):
     """Print each stage's feature-map shape next to the expected one (N is the batch size)."""
     rows, problem = shape_rows(model_cls)
-    if problem:
+    if rows is None:
         print(f"{_FAIL} [{problem.key}] {problem.message}")
         return
-    header = (messages.text("table.stage"), messages.text("table.expected"), messages.text("table.actual"), "")
-    print(_table(header, [(stage, _shape(want), _shape(got), _PASS if want == got else _FAIL)
-                          for stage, want, got in rows]))
+    header = [messages.text("table.stage"), messages.text("table.expected"), messages.text("table.actual"), "OK"]
+    print(format_table(header, [[stage, _shape(want), _shape(got), _PASS if want == got else _FAIL]
+                                for stage, want, got in rows]))
+    if problem:
+        print(f"{_FAIL} [{problem.key}] {problem.message}")
 
 
 _PARTS = {
@@ -69,8 +67,8 @@ def check(part, obj):
     for name, findings_of in _PARTS[part]:
         findings = findings_of(obj)
         if not findings:
-            rows.append((name, _PASS + " " + messages.text("report.passed"), ""))
+            rows.append([name, _PASS + " " + messages.text("report.passed"), ""])
         for finding in findings:
-            rows.append((name, _FAIL + " " + messages.text("report.failed_short"), f"[{finding.key}] {finding.message}"))
-    header = (messages.text("table.check"), messages.text("table.result"), messages.text("table.detail"))
-    print(_table(header, rows))
+            rows.append([name, _FAIL + " " + messages.text("report.failed_short"), f"[{finding.key}] {finding.message}"])
+    header = [messages.text("table.check"), messages.text("table.result"), messages.text("table.detail")]
+    print(format_table(header, rows))

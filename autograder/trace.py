@@ -10,6 +10,7 @@ saved with ``torch.export.save`` in another process without running the student'
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # aten overload packet name -> trace kind. Names missing here become "other".
 _KINDS = {
@@ -25,7 +26,8 @@ _KINDS = {
     "avg_pool2d": "avgpool",
     "adaptive_avg_pool2d": "adaptive_avgpool", "_adaptive_avg_pool2d": "adaptive_avgpool",
     "adaptive_max_pool2d": "adaptive_maxpool",
-    "linear": "linear", "addmm": "linear",
+    "linear": "linear", "addmm": "linear", "mm": "linear",
+    "_native_batch_norm_legit": "batchnorm",
     "dropout": "dropout", "native_dropout": "dropout", "feature_dropout": "dropout",
     "alpha_dropout": "dropout", "bernoulli": "dropout", "bernoulli_": "dropout",
     "rand_like": "dropout", "rand": "dropout",
@@ -66,17 +68,25 @@ class Op:
 
 
 def _shape(value):
+    """Return the shape of a tensor, or of the value that a graph node stands for."""
+    if isinstance(value, torch.fx.Node):
+        value = value.meta.get("val")
+    if isinstance(value, (tuple, list)) and value:  # max_pool2d_with_indices, native_dropout return tuples
+        value = value[0]
     shape = getattr(value, "shape", None)
     return tuple(int(d) for d in shape) if shape is not None else None
 
 
-def _node_shape(node):
-    if not isinstance(node, torch.fx.Node):
-        return None
-    value = node.meta.get("val")
-    if isinstance(value, (tuple, list)):  # max_pool2d_with_indices, native_dropout return tuples
-        value = value[0]
-    return _shape(value)
+@dataclass
+class Call:
+    """One operator call: from a graph node (arguments are nodes) or recorded eagerly (arguments are tensors)."""
+
+    packet: str
+    args: tuple
+    kwargs: dict
+    name: str
+    output: object
+    parameter_name: object = None   # argument -> parameter or buffer FQN, or None
 
 
 def _pair(value, default=None):
@@ -89,88 +99,138 @@ def _pair(value, default=None):
     return value
 
 
-def _arg(node, index, name, default=None):
-    if len(node.args) > index:
-        return node.args[index]
-    return node.kwargs.get(name, default)
+def _arg(call, index, name, default=None):
+    if len(call.args) > index:
+        return call.args[index]
+    return call.kwargs.get(name, default)
 
 
-def _conv_params(node, packet, weight_shape):
+def _conv_params(call, weight_shape):
     kernel = tuple(weight_shape[2:])
-    padding = _arg(node, 4, "padding", 0)
-    dilation = _pair(_arg(node, 5, "dilation", 1))
+    padding = _arg(call, 4, "padding", 0)
+    dilation = _pair(_arg(call, 5, "dilation", 1))
     if padding == "same":
         padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel))
     elif padding == "valid":
         padding = (0, 0)
     # conv2d(input, weight, bias, stride, padding, dilation, groups) and
     # convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    groups = _arg(node, 6, "groups", 1) if packet == "conv2d" else _arg(node, 8, "groups", 1)
+    groups = _arg(call, 6, "groups", 1) if call.packet == "conv2d" else _arg(call, 8, "groups", 1)
     return {
         "in_channels": int(weight_shape[1]) * int(groups),
         "out_channels": int(weight_shape[0]),
         "kernel_size": kernel,
-        "stride": _pair(_arg(node, 3, "stride", 1)),
+        "stride": _pair(_arg(call, 3, "stride", 1)),
         "padding": _pair(padding),
         "dilation": dilation,
         "groups": int(groups),
-        "bias": _arg(node, 2, "bias") is not None,
+        "bias": _arg(call, 2, "bias") is not None,
     }
 
 
-def _pool_params(node):
-    kernel = _pair(_arg(node, 1, "kernel_size"))
+def _pool_params(call):
+    kernel = _pair(_arg(call, 1, "kernel_size"))
     return {
         "kernel_size": kernel,
-        "stride": _pair(_arg(node, 2, "stride", None), kernel),
-        "padding": _pair(_arg(node, 3, "padding", 0)),
+        "stride": _pair(_arg(call, 2, "stride", None), kernel),
+        "padding": _pair(_arg(call, 3, "padding", 0)),
     }
 
 
-def _param_name(signature, node):
-    if not isinstance(node, torch.fx.Node):
-        return None
-    return signature.inputs_to_parameters.get(node.name) or signature.inputs_to_buffers.get(node.name)
+def _linear_params(call):
+    """Return (input, in_features, out_features) of linear(x, W, b), addmm(b, x, W.t()) or mm(x, W.t())."""
+    if call.packet == "linear":
+        fan_out, fan_in = _shape(call.args[1])
+        return call.args[0], fan_in, fan_out
+    source, weight_t = (call.args[1], call.args[2]) if call.packet == "addmm" else (call.args[0], call.args[1])
+    fan_in, fan_out = _shape(weight_t)
+    return source, fan_in, fan_out
 
 
-def _describe(node, signature):
-    packet = node.target.__name__.split(".")[0] if hasattr(node.target, "__name__") else str(node.target)
-    kind = _KINDS.get(packet, "other")
-    source = node.args[0] if node.args else None
-    op = Op(kind=kind, target=packet, node=node.name, source=getattr(source, "name", None),
-            in_shape=_node_shape(source), out_shape=_node_shape(node))
+def _describe(call):
+    kind = _KINDS.get(call.packet, "other")
+    source = call.args[0] if call.args else None
+    name_of = call.parameter_name or (lambda _value: None)
+    op = Op(kind=kind, target=call.packet, node=call.name, source=_node_name(source),
+            in_shape=_shape(source), out_shape=_shape(call.output))
 
     if kind == "conv":
-        weight = node.args[1]
-        op.weights = {"weight": _param_name(signature, weight), "bias": _param_name(signature, _arg(node, 2, "bias"))}
-        op.params = _conv_params(node, packet, _node_shape(weight))
+        op.weights = {"weight": name_of(call.args[1]), "bias": name_of(_arg(call, 2, "bias"))}
+        op.params = _conv_params(call, _shape(call.args[1]))
     elif kind == "batchnorm":
         roles = ("weight", "bias", "running_mean", "running_var")
-        op.weights = {role: _param_name(signature, node.args[i + 1]) for i, role in enumerate(roles)}
+        op.weights = {role: name_of(call.args[i + 1]) for i, role in enumerate(roles)}
         op.params = {"num_features": op.in_shape[1] if op.in_shape else None,
                      "dim": len(op.in_shape) - 2 if op.in_shape else None}
     elif kind in ("maxpool", "avgpool"):
-        op.params = _pool_params(node)
+        op.params = _pool_params(call)
     elif kind in ("adaptive_avgpool", "adaptive_maxpool"):
-        op.params = {"output_size": _pair(_arg(node, 1, "output_size"))}
-    elif kind == "linear" and packet == "linear":
-        weight_shape = _node_shape(node.args[1])
-        op.weights = {"weight": _param_name(signature, node.args[1]),
-                      "bias": _param_name(signature, _arg(node, 2, "bias"))}
-        op.params = {"in_features": weight_shape[1], "out_features": weight_shape[0]}
-    elif kind == "linear":  # addmm(bias, input, weight.t()): the sizes come from the input and output shapes
-        op.in_shape = _node_shape(node.args[1])
-        op.params = {"in_features": op.in_shape[-1] if op.in_shape else None,
-                     "out_features": op.out_shape[-1] if op.out_shape else None}
-    elif kind == "dropout" and packet in ("dropout", "native_dropout", "feature_dropout", "alpha_dropout"):
-        op.params = {"p": float(_arg(node, 1, "p", 0.5))}
+        op.params = {"output_size": _pair(_arg(call, 1, "output_size"))}
+    elif kind == "linear":
+        source, fan_in, fan_out = _linear_params(call)
+        op.in_shape, op.source = _shape(source), _node_name(source)
+        op.params = {"in_features": fan_in, "out_features": fan_out}
+        if call.packet == "linear":
+            op.weights = {"weight": name_of(call.args[1]), "bias": name_of(_arg(call, 2, "bias"))}
+    elif kind == "dropout" and call.packet in ("dropout", "native_dropout", "feature_dropout", "alpha_dropout"):
+        op.params = {"p": float(_arg(call, 1, "p", 0.5))}
     return op
+
+
+def _node_name(value):
+    return value.name if isinstance(value, torch.fx.Node) else None
+
+
+def _packet(target):
+    return target.__name__.split(".")[0] if hasattr(target, "__name__") else str(target)
 
 
 def trace_program(program):
     """Return the list of ``Op`` executed by an ``ExportedProgram``, in execution order."""
     signature = program.graph_signature
-    return [_describe(node, signature) for node in program.graph.nodes if node.op == "call_function"]
+
+    def parameter_name(value):
+        if not isinstance(value, torch.fx.Node):
+            return None
+        return signature.inputs_to_parameters.get(value.name) or signature.inputs_to_buffers.get(value.name)
+
+    return [_describe(Call(_packet(node.target), node.args, node.kwargs, node.name, node, parameter_name))
+            for node in program.graph.nodes if node.op == "call_function"]
+
+
+class _Recorder(TorchDispatchMode):
+    """Record every aten call, including the one that raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = f"call{len(self.calls)}"
+        try:
+            output = func(*args, **kwargs)
+        except Exception:
+            self.calls.append(Call(_packet(func), args, kwargs, name, None))
+            raise
+        self.calls.append(Call(_packet(func), args, kwargs, name, output))
+        return output
+
+
+def trace_until_error(model, example_input):
+    """Run ``model`` eagerly and return the ``Op`` list up to and including the op that raised, if any.
+
+    A model that ``torch.export`` cannot trace, because its forward raises, still shows every layer
+    that ran before the error. The ops come from the aten dispatcher, so a Linear layer appears as
+    ``addmm`` and BatchNorm as ``_native_batch_norm_legit``, with the same kinds as in an export.
+    """
+    recorder = _Recorder()
+    try:
+        with torch.no_grad(), recorder:
+            model(example_input)
+    except Exception:  # noqa: BLE001 - the caller reports the error itself
+        pass
+    return [_describe(call) for call in recorder.calls]
 
 
 def export_model(model, example_input):

@@ -30,8 +30,8 @@ _MESSAGES = {
     "not_found": {
         "ko": (
             "VGG11 ImageNet 가중치 파일 {name} 을(를) 찾지 못했습니다. 확인한 경로: {paths}\n"
-            "모델은 무작위 초기값으로 시작합니다. 그래서 features를 고정한 미세조정의 정확도는 "
-            "ImageNet 가중치를 쓸 때보다 크게 낮고, 우연 수준(10%)에 머물 수 있습니다.\n"
+            "모델은 무작위 초기값으로 시작합니다. 그래서 features를 고정한 미세 조정의 정확도는 "
+            "ImageNet 가중치를 쓸 때보다 크게 낮고, chance 수준(약 10%)에 머물 수 있습니다.\n"
             "가중치를 쓰려면 {name} 을(를) {hub_dir} 에 복사하거나, 인터넷에 연결된 상태에서 "
             'torchvision.models.vgg11(weights="IMAGENET1K_V1") 을 한 번 실행한 뒤 다시 실행하세요.'
         ),

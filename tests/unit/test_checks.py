@@ -3,7 +3,7 @@
 import pytest
 import torch.nn as nn
 
-from autograder import checks, messages
+from autograder import checks, messages, selfcheck
 from autograder.verdict import CheckFailed
 from tests.casefiles import FINETUNE_CASES, VGG11_CASES, load_case
 from tests.mutants import ALL_CHECKS, NAMED_MUTANTS, VARIANTS
@@ -135,3 +135,22 @@ def test_finetune_broken_reason(model, key):
 def test_language_setting_rejects_unknown():
     with pytest.raises(ValueError):
         messages.set_language("fr")
+
+
+def test_crash_in_classifier_reason(monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_LANG", "en")
+    mutant = next(model for model in NAMED_MUTANTS if model.name == "padding0-without-adaptive-pool")
+    finding = checks.classifier_findings(mutant.build_class())[0]
+    assert finding.message.startswith("Input of fc1 (classifier[0]): expected (N, 25088), got (N, 4608).")
+
+
+def test_shape_trace_shown_after_crash(capsys):
+    mutant = next(model for model in NAMED_MUTANTS if model.name == "padding0-without-adaptive-pool")
+    selfcheck.show_shape_trace(mutant.build_class())
+    assert "(N, 64, 111, 111)" in capsys.readouterr().out
+
+
+def test_empty_error_message_left_out(monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_LANG", "en")
+    finding = checks.layer_findings(Raises)[0]
+    assert finding.message == "VGG11() raised NotImplementedError. Check that __init__ is complete."
