@@ -16,6 +16,8 @@ Steps, each a ``python -m nbgrader`` subprocess run in the course root:
 
 The table is read from the gradebook with ``nbgrader.api.Gradebook``, never from nbgrader's
 output or exit status. nbgrader exits with 0 when tests fail, and with 1 when one student failed.
+The instructor's batch report (``autograder.report_page``) goes to ``<course root>/reports/``. It
+adds the failure reasons of each test cell, read from the error outputs in ``autograded/``.
 
 The exit status is 1 when generate_assignment fails or when a bundled example gets other points
 than ``autograder.examples.EXPECTED``, and 0 otherwise, also when some students could not be graded.
@@ -39,7 +41,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application, PyFileConfigLoader
 
-from . import report
+from . import item_analysis, report, report_page
 from .course import (
     ASSIGNMENT_ID,
     CONFIG_NAME,
@@ -267,6 +269,7 @@ class GradeApp(Application):
         results_csv = Path(course_root) / RESULTS_CSV_NAME
         cell_names = list(report.read_max_scores(coursedir.db_url))
         report.write_csv(results, cell_names, results_csv)
+        report_html = self._write_batch_report(course_root, coursedir, results)
 
         print()
         print(report.format_table(results, cell_names))
@@ -278,12 +281,34 @@ class GradeApp(Application):
         print(f"points per test cell:   {results_csv}")
         print(f"feedback HTML:          {Path(coursedir.format_path(coursedir.feedback_directory, '.', '.')).resolve()}")
         print(f"nbgrader logs:          {logs}")
+        if report_html:
+            print(f"채점 보고서 / batch report: {report_html}")
         print(f"time: {time.time() - started:.0f} s")
 
         mismatches = report.compare_with_expected(results, expected)
         for mismatch in mismatches:
             self.log.error("Example graded differently than expected: %s", mismatch)
         return 1 if mismatches else 0
+
+    def _write_batch_report(self, course_root, coursedir, results):
+        """Write the instructor's report into ``<course_root>/reports/`` and return the HTML page's path.
+
+        Returns None and logs the error when a report file cannot be written, because the grades are
+        already stored and the table still gets printed.
+        """
+        max_scores = report.read_max_scores(coursedir.db_url)
+        outcomes = {}
+        for result in results:
+            folder = coursedir.format_path(coursedir.autograded_directory, result.student_id, ASSIGNMENT_ID)
+            notebook = Path(folder, NOTEBOOK_NAME)
+            outcomes[result.student_id] = item_analysis.read_outcomes(result, list(max_scores), notebook)
+        item_stats = item_analysis.analyse_items(outcomes, max_scores)
+        directory = Path(course_root) / report_page.REPORT_DIRECTORY
+        try:
+            return report_page.write_report(results, outcomes, item_stats, directory)
+        except OSError as error:
+            self.log.error("Failed to write the batch report to %s: %s", directory, error)
+            return None
 
     def _generate_assignment(self, course_root, repo_root, logs):
         log_path = logs / "generate_assignment.log"
