@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from autograder import course, report
+from autograder import course, report, tables
 from autograder.course import ASSIGNMENT_ID, NOTEBOOK_NAME, TEST_CELLS
 
 
@@ -109,7 +109,7 @@ def test_format_table_rows():
 def test_format_table_aligns_korean_ids():
     lines = report.format_table(_results(), list(TEST_CELLS)).splitlines()
     # "학생01" has 4 characters but takes 6 terminal columns, so its padding differs from "solution".
-    columns = [report._display_width(line.split("3/3")[0]) for line in lines[2:4]]
+    columns = [tables.display_width(line.split("3/3")[0]) for line in lines[2:4]]
     assert columns[0] == columns[1]
 
 
