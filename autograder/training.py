@@ -127,7 +127,12 @@ def train_classifier(
     """
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     if not trainable:
-        raise ValueError("train_classifier: no parameter of the model requires grad, so there is nothing to train")
+        raise ValueError(
+            "train_classifier: requires_grad=True인 파라미터가 없어 학습할 것이 없습니다. "
+            "features만 고정하고 classifier는 학습되게 두세요. / "
+            "no parameter of the model requires grad, so there is nothing to train. "
+            "Freeze only features and leave the classifier trainable."
+        )
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be a positive number of steps or None, got {max_steps}")
 
