@@ -31,7 +31,7 @@ FINETUNE = "test_finetune_frozen"
 OTHER_NUM_CLASSES = 7
 
 
-def _shape_text(shape):
+def shape_text(shape):
     """Write a traced shape with N for the batch dimension, or as it is when the batch was merged."""
     if not shape:
         return "-"
@@ -41,7 +41,7 @@ def _shape_text(shape):
 
 
 def _expected_pool_text(block):
-    return _shape_text((BATCH, *reference.POOL_SHAPES[block - 1]))
+    return shape_text((BATCH, *reference.POOL_SHAPES[block - 1]))
 
 
 def _split(ops):
@@ -60,7 +60,7 @@ def _crashed_in_classifier(analysis):
     return analysis.crashed and any(op.kind == "linear" for op in analysis.train_ops)
 
 
-def _blocking_problem(analysis):
+def blocking_problem(analysis):
     """Return the build or run problem that prevents judging the convolutional part, if any."""
     if analysis.problem is None or _crashed_in_classifier(analysis):
         return None
@@ -88,7 +88,7 @@ def _comparison(model_cls, analysis):
 
 def layer_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, LAYERS)
-    if _blocking_problem(analysis):
+    if blocking_problem(analysis):
         return [analysis.problem]
     rebuilt = rebuilt_finding(analysis, LAYERS, "other")
     if rebuilt:
@@ -114,7 +114,7 @@ def check_vgg11_layers(model_cls, hidden=False):
 
 def pool_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, POOL_SHAPES)
-    if _blocking_problem(analysis):
+    if blocking_problem(analysis):
         return [analysis.problem]
     stages = pool_stages(analysis.train_ops)
     pooled = sum(stage.pooled for stage in stages)
@@ -126,7 +126,7 @@ def pool_findings(model_cls, hidden=False):
         if stage.shape == expected:
             continue
         key = "pools.wrong_shape" if stage.pooled else "pools.no_pool"
-        return [Finding(POOL_SHAPES, key, {**fields, "actual": _shape_text(stage.shape)}, "hint.pool",
+        return [Finding(POOL_SHAPES, key, {**fields, "actual": shape_text(stage.shape)}, "hint.pool",
                         {"block": stage.block})]
     return []
 
@@ -149,7 +149,7 @@ def _fc1_input_finding(classifier_ops):
     if fc1.out_shape is None and fc1.in_shape[-1] != fc1.params.get("in_features"):
         # forward raised here: the Linear layer did not accept the flattened feature map
         return Finding(CLASSIFIER, "classifier.fc_input",
-                       {"expected": expected, "actual": _shape_text(fc1.in_shape),
+                       {"expected": expected, "actual": shape_text(fc1.in_shape),
                         "in_features": fc1.params.get("in_features")})
     return None
 
@@ -161,14 +161,14 @@ def _num_classes_finding(model_cls):
     expected = (BATCH, OTHER_NUM_CLASSES)
     if analysis.output_shape != expected:
         return Finding(CLASSIFIER, "classifier.num_classes_ignored",
-                       {"num_classes": OTHER_NUM_CLASSES, "expected": _shape_text(expected),
-                        "actual": _shape_text(analysis.output_shape)})
+                       {"num_classes": OTHER_NUM_CLASSES, "expected": shape_text(expected),
+                        "actual": shape_text(analysis.output_shape)})
     return None
 
 
 def classifier_findings(model_cls, hidden=False):
     analysis = analyse(model_cls, CLASSIFIER)
-    if _blocking_problem(analysis):
+    if blocking_problem(analysis):
         return [analysis.problem]
     rebuilt = rebuilt_finding(analysis, CLASSIFIER, "linear")
     if rebuilt:
@@ -187,7 +187,7 @@ def classifier_findings(model_cls, hidden=False):
     expected = (BATCH, 10)
     if analysis.output_shape != expected:
         return [Finding(CLASSIFIER, "classifier.output_shape",
-                        {"expected": _shape_text(expected), "actual": _shape_text(analysis.output_shape)})]
+                        {"expected": shape_text(expected), "actual": shape_text(analysis.output_shape)})]
     if not hidden:
         return []
 

@@ -13,7 +13,7 @@ _PASS, _FAIL = "✓", "✗"
 
 
 def _shape(shape):
-    return checks._shape_text(shape) if shape else messages.text("label.none")
+    return checks.shape_text(shape) if shape else messages.text("label.none")
 
 
 def shape_rows(model_cls):
@@ -22,7 +22,7 @@ def shape_rows(model_cls):
     The rows are None when the model cannot be built or fails before its first Linear layer.
     """
     analysis = analyse(model_cls, checks.POOL_SHAPES)
-    if checks._blocking_problem(analysis):
+    if checks.blocking_problem(analysis):
         return None, analysis.problem
     ops = analysis.train_ops
     stages = pool_stages(ops)
