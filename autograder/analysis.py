@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from . import reference
-from .trace import export_model, trace_program, trace_until_error
+from .trace import export_model, program_outputs, trace_program, trace_until_error
 from .verdict import Finding
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _export(model, mode, check, device, batch):
         return None, _error_finding(check, "run.error", error, shape=tuple(x.shape))
     finally:
         fake_tensor_log.setLevel(level)
-    outputs = [node for node in program.graph.nodes if node.op == "output"][0].args[0]
+    outputs = program_outputs(program)
     if not program.call_spec.out_spec.is_leaf():
         return None, Finding(check, "run.not_tensor", {"actual": f"{type(outputs).__name__} ({len(outputs)})"})
     return program, None
@@ -119,7 +119,7 @@ def analyse(model_cls, check, num_classes=None, device="meta"):
         log.debug("meta-device analysis failed (%s); building on the CPU", analysis.problem.key)
         analysis = _analyse_on(model_cls, check, num_classes, "cpu")
 
-    # A VGG11 holds about 0.5 GB of parameters: keep the default model and one variant at most.
+    # A VGG11 has about 0.5 GB of parameters: keep the default model and one variant at most.
     while len(_cache) >= CACHE_SIZE:
         _cache.pop(next(iter(_cache)))
     _cache[cache_key] = analysis
@@ -177,7 +177,7 @@ def rebuilt_finding(analysis, check, kind):
 
 
 def _output_shape(program):
-    output = [node for node in program.graph.nodes if node.op == "output"][0].args[0][0]
+    output = program_outputs(program)[0]
     return tuple(output.meta["val"].shape)
 
 

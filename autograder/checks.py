@@ -208,8 +208,8 @@ def check_vgg11_classifier(model_cls, hidden=False):
 # Fine-tuning.
 
 def _names(names, limit=3):
-    shown = ", ".join(names[:limit])
-    return shown + (f" … (+{len(names) - limit})" if len(names) > limit else "")
+    listed = ", ".join(names[:limit])
+    return listed + (f" … (+{len(names) - limit})" if len(names) > limit else "")
 
 
 def _head_text(head):

@@ -17,7 +17,7 @@ from torch.export.graph_signature import InputKind
 
 from . import reference
 from .analysis import EVAL_BATCH, example_input
-from .trace import STRUCTURAL
+from .trace import STRUCTURAL, program_outputs
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def compare_with_reference(analysis, num_classes=10):
             student_value = student_value.reshape(ref_value.shape)
         stages.append((_difference(student_value, ref_value), float(ref_value.abs().max())))
 
-    output_node = [node for node in program.graph.nodes if node.op == "output"][0].args[0][0]
+    output_node = program_outputs(program)[0]
     output = (_difference(values.get(output_node.name), ref_output), float(ref_output.abs().max()))
     return Comparison(stages, output)
 

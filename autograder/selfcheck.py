@@ -1,6 +1,6 @@
 """Student-facing self-checks: a shape table against the reference and a pass/fail table of visible checks.
 
-These print and never raise, so a student can run them at any time. The graded test cells call
+They print what they find instead of raising it, so a student can run them at any time. The graded test cells call
 ``autograder.checks`` instead, with more (hidden) checks.
 """
 

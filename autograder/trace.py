@@ -185,6 +185,11 @@ def _packet(target):
     return target.__name__.split(".")[0] if hasattr(target, "__name__") else str(target)
 
 
+def program_outputs(program):
+    """Return the graph nodes that an ``ExportedProgram`` returns, in order."""
+    return next(node for node in program.graph.nodes if node.op == "output").args[0]
+
+
 def trace_program(program):
     """Return the list of ``Op`` executed by an ``ExportedProgram``, in execution order."""
     signature = program.graph_signature

@@ -1,6 +1,6 @@
 """fc1 is created inside forward from the flattened size, so it gets new weights on every call.
 
-An optimizer built before the first forward never sees fc1, and each call starts fc1 afresh.
+An optimizer built before the first forward never gets fc1's parameters, and each call starts fc1 afresh.
 """
 import torch
 import torch.nn as nn

@@ -1,6 +1,6 @@
 """x.view(-1, 512) merges the batch with the 7x7 positions, and fc1 was shrunk to 512 inputs to fit.
 
-The convolutional part is right; the classifier sees N*49 rows of 512 values.
+The convolutional part is right, but the classifier receives N*49 rows of 512 values.
 """
 import torch.nn as nn
 
