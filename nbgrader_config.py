@@ -61,8 +61,12 @@ c.Autograde.sanitize_preprocessors = [
 c.OverwriteCells.add_missing_cells = True
 
 # Same as nbgrader's default list, with Execute replaced by a version that also bounds the notebook.
+# PrepareHandIns and JudgeHandIns (autograder/nbgrader_judge.py) take each test cell's verdict from a
+# separate judge process that reads what the kernel handed in, so student code cannot forge a pass.
 c.Autograde.autograde_preprocessors = [
+    "autograder.nbgrader_judge.PrepareHandIns",
     "autograder.nbgrader_ext.BoundedExecute",
+    "autograder.nbgrader_judge.JudgeHandIns",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

@@ -34,6 +34,7 @@ class ModelAnalysis:
     """A built model with its train-mode trace (every layer, dropout included) and eval-mode program."""
 
     model: nn.Module | None = None
+    train_program: object = None
     train_ops: list = field(default_factory=list)
     eval_program: object = None
     eval_ops: list = field(default_factory=list)
@@ -105,8 +106,23 @@ def _export(model, mode, check, device, batch):
     return program, None
 
 
+class Recorded:
+    """A model known only from what a kernel handed in (see ``judge``), not from its class.
+
+    ``analyse`` asks it for its ``ModelAnalysis`` instead of building anything.
+    """
+
+    def analysis(self, check, num_classes=None):
+        raise NotImplementedError
+
+
 def analyse(model_cls, check, num_classes=None, device="meta"):
-    """Build ``model_cls`` and trace it in train and eval mode. The result is cached per class."""
+    """Build ``model_cls`` and trace it in train and eval mode. The result is cached per class.
+
+    A ``Recorded`` model gives its analysis itself, whatever ``device`` asks for.
+    """
+    if isinstance(model_cls, Recorded):
+        return model_cls.analysis(check, num_classes)
     cache_key = (model_cls, num_classes, device)
     if cache_key in _cache:
         cached = _cache[cache_key]
@@ -146,8 +162,9 @@ def _analyse_on(model_cls, check, num_classes, device):
             analysis.crashed = True
             analysis.train_ops = trace_until_error(analysis.model.train(), example_input(BATCH, device=device))
         if train_program is not None:
+            analysis.train_program = train_program
             analysis.train_ops = trace_program(train_program)
-            analysis.output_shape = _output_shape(train_program)
+            analysis.output_shape = program_output_shape(train_program)
             analysis.eval_program, analysis.problem = _export(analysis.model, "eval", check, device, EVAL_BATCH)
     if analysis.eval_program is not None:
         analysis.eval_ops = trace_program(analysis.eval_program)
@@ -176,7 +193,7 @@ def rebuilt_finding(analysis, check, kind):
     return Finding(check, "run.params_changed", {"names": ", ".join(names[:3])})
 
 
-def _output_shape(program):
+def program_output_shape(program):
     output = program_outputs(program)[0]
     return tuple(output.meta["val"].shape)
 

@@ -212,30 +212,52 @@ def _names(names, limit=3):
     return listed + (f" … (+{len(names) - limit})" if len(names) > limit else "")
 
 
-def _head_text(head):
-    if isinstance(head, nn.Linear):
-        return f"Linear({head.in_features}, {head.out_features})"
-    return type(head).__name__
+def finetune_facts(model):
+    """Return what the fine-tuning check reads from ``model``, as plain data that can be handed in.
 
-
-def _structure_findings(model):
+    ``parameters`` lists (name, requires_grad) of ``features`` and ``classifier``; ``head`` describes
+    ``classifier[6]`` as (type name, in_features, out_features).
+    """
     if model is None or not isinstance(model, nn.Module):
-        return [Finding(FINETUNE, "finetune.missing", {"actual": repr(model)[:80]})]
+        return {"module": False, "repr": repr(model)[:80]}
+    facts = {"module": True, "type": type(model).__name__}
     if not isinstance(getattr(model, "features", None), nn.Module) or \
             not isinstance(getattr(model, "classifier", None), nn.Sequential):
-        return [Finding(FINETUNE, "finetune.not_vgg", {"actual": type(model).__name__})]
-    findings = []
+        return {**facts, "vgg": False}
     head = model.classifier[6] if len(model.classifier) > 6 else None
-    if not (isinstance(head, nn.Linear) and (head.in_features, head.out_features) == (4096, 10)):
-        findings.append(Finding(FINETUNE, "finetune.head", {"actual": _head_text(head)}))
+    linear = isinstance(head, nn.Linear)
+    return {
+        **facts,
+        "vgg": True,
+        "head": [type(head).__name__, head.in_features if linear else None, head.out_features if linear else None],
+        "parameters": [[f"features.{name}", p.requires_grad] for name, p in model.features.named_parameters()]
+        + [[f"classifier.{name}", p.requires_grad] for name, p in model.classifier.named_parameters()],
+        "typo": any(hasattr(p, "require_grad") for p in model.parameters()),
+    }
 
-    trainable = [f"features.{name}" for name, p in model.features.named_parameters() if p.requires_grad]
+
+def _head_text(head):
+    kind, fan_in, fan_out = head
+    return f"Linear({fan_in}, {fan_out})" if kind == "Linear" else kind
+
+
+def structure_findings(facts):
+    """Findings of ``test_finetune_frozen`` from ``finetune_facts``: model type, head and frozen parameters."""
+    if not facts.get("module"):
+        return [Finding(FINETUNE, "finetune.missing", {"actual": facts.get("repr", "")})]
+    if not facts.get("vgg"):
+        return [Finding(FINETUNE, "finetune.not_vgg", {"actual": facts.get("type", "")})]
+    findings = []
+    if tuple(facts["head"]) != ("Linear", 4096, 10):
+        findings.append(Finding(FINETUNE, "finetune.head", {"actual": _head_text(facts["head"])}))
+
+    parameters = facts["parameters"]
+    trainable = [name for name, grad in parameters if name.startswith("features.") and grad]
     if trainable:
-        typo = any(hasattr(p, "require_grad") for p in model.parameters())
         findings.append(Finding(FINETUNE, "finetune.features_trainable",
                                 {"count": len(trainable), "names": _names(trainable)},
-                                "finetune.typo" if typo else None))
-    frozen = [f"classifier.{name}" for name, p in model.classifier.named_parameters() if not p.requires_grad]
+                                "finetune.typo" if facts.get("typo") else None))
+    frozen = [name for name, grad in parameters if name.startswith("classifier.") and not grad]
     if frozen:
         findings.append(Finding(FINETUNE, "finetune.classifier_frozen", {"count": len(frozen), "names": _names(frozen)}))
     return findings
@@ -270,10 +292,25 @@ def _step_findings(model):
 
 
 def finetune_findings(model, hidden=False):
-    findings = _structure_findings(model)
+    """Findings for the fine-tuned model. A handed-in ``RecordedFinetune`` (see ``judge``) brings its facts
+    and its own step check."""
+    if isinstance(model, RecordedFinetune):
+        findings = structure_findings(model.facts)
+        return model.step_findings() if hidden and not findings else findings
+    findings = structure_findings(finetune_facts(model))
     if hidden and not findings:
         findings = _step_findings(model)
     return findings
+
+
+class RecordedFinetune:
+    """A fine-tuned model known only from its handed-in facts (see ``judge``)."""
+
+    def __init__(self, facts):
+        self.facts = facts
+
+    def step_findings(self):
+        return []
 
 
 def check_finetune_frozen(model, hidden=False):

@@ -185,6 +185,20 @@ CATALOGUE = {
         "One training step on model_finetune failed: {error_type}: {error}",
     ),
 
+    # What the grader could judge from the kernel's hand-in (see autograder.judge).
+    "handin.missing": (
+        "채점기가 이 테스트 셀에서 모델을 넘겨받지 못했습니다{reason}. 답안 셀과 그 앞의 셀이 오류 없이 끝나는지 확인하세요.",
+        "The grader received no model from this test cell{reason}. Check that the answer cell and the cells "
+        "before it finish without errors.",
+    ),
+    "handin.invalid": (
+        "채점기가 넘겨받은 모델 기록을 받아들이지 않았습니다: {detail}",
+        "The grader did not accept the model record it received: {detail}",
+    ),
+    "handin.reason_error": (": 셀이 {error}로 끝났습니다", ": the cell ended with {error}"),
+    "handin.reason_limit": (": {limit}", ": {limit}"),
+    "verdict.passed": ("채점 결과: 통과 (숨겨진 검사 포함)", "Grader's verdict: passed (hidden tests included)"),
+
     # Labels used inside messages.
     "label.after": ("{layer} 다음 {what}", "{what} after {layer}"),
     "label.pool": ("pool{block}", "pool{block}"),

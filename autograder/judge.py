@@ -1,0 +1,225 @@
+"""Judge what the student's kernel handed in, in a process that never runs student code.
+
+``python -P -m autograder.judge <hand-in folder>`` reads the ``<test cell>.json`` files that
+``handin.hand_in`` wrote, rebuilds each model's analysis from them (programs through
+``artifact.load_program``, which refuses anything that could run code), runs the checks of every
+test cell with ``hidden=True`` and prints one JSON object on standard output::
+
+    {"test_vgg11_layers": {"status": "judged", "findings": [{"key": ..., "fields": {...}, ...}]},
+     "test_finetune_frozen": {"status": "missing"}, ...}
+
+``status`` is ``judged`` (no findings means the cell passes), ``missing`` (no file: the cell's hand-in
+line never ran) or ``invalid`` (the file is not a hand-in that the judge accepts; ``detail`` says why).
+The nbgrader preprocessor ``nbgrader_judge.JudgeHandIns`` turns this into the test cells' outputs.
+Python's ``-P`` keeps the working folder, which may hold the student's files, off ``sys.path``.
+"""
+
+import argparse
+import json
+import logging
+import os
+import stat
+import sys
+from pathlib import Path
+
+from . import artifact, checks, messages
+from .analysis import ModelAnalysis, Recorded, program_output_shape
+from .course import TEST_CELLS
+from .trace import Op, trace_program
+from .verdict import Finding
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 50_000_000
+
+_FINDERS = {
+    checks.LAYERS: checks.layer_findings,
+    checks.POOL_SHAPES: checks.pool_findings,
+    checks.CLASSIFIER: checks.classifier_findings,
+    checks.FINETUNE: checks.finetune_findings,
+}
+
+
+class InvalidHandIn(ValueError):
+    """A hand-in file that the judge does not accept."""
+
+
+class RecordedVGG11(Recorded):
+    """A VGG11 class known from its hand-in record: one analysis per ``num_classes`` that was recorded."""
+
+    def __init__(self, models):
+        self.models = models
+        self._analyses = {}
+
+    def analysis(self, check, num_classes=None):
+        key = "default" if num_classes is None else str(num_classes)
+        if key not in self._analyses:
+            if key not in self.models:
+                raise InvalidHandIn(f"no record for num_classes={num_classes}")
+            self._analyses[key] = _analysis_from_record(self.models[key], check)
+        analysis = self._analyses[key]
+        if analysis.problem is not None:
+            analysis.problem.check = check
+        return analysis
+
+
+def _analysis_from_record(record, check):
+    if not isinstance(record, dict):
+        raise InvalidHandIn("model record is not an object")
+    analysis = ModelAnalysis(device=str(record.get("device", "meta")))
+    analysis.problem = _finding(check, record.get("problem"))
+    analysis.crashed = bool(record.get("crashed"))
+    analysis.rebuilt = {str(kind): [str(name) for name in names]
+                        for kind, names in (record.get("rebuilt") or {}).items()}
+    try:
+        if record.get("train") is not None:
+            analysis.train_program = artifact.load_program(record["train"])
+            analysis.train_ops = trace_program(analysis.train_program)
+            analysis.output_shape = program_output_shape(analysis.train_program)
+        elif record.get("ops") is not None:
+            analysis.train_ops = [_op(item) for item in record["ops"]]
+        if record.get("eval") is not None:
+            analysis.eval_program = artifact.load_program(record["eval"])
+            analysis.eval_ops = trace_program(analysis.eval_program)
+    except artifact.UnsafeProgram as error:
+        raise InvalidHandIn(str(error)) from error
+    if analysis.problem is None and analysis.train_program is None:
+        raise InvalidHandIn("a model without a problem must hand in its program")
+    return analysis
+
+
+def _finding(check, record):
+    if record is None:
+        return None
+    if not isinstance(record, dict) or record.get("key") not in messages.CATALOGUE:
+        raise InvalidHandIn("unknown problem key")
+    hint = record.get("hint")
+    if hint is not None and hint not in messages.CATALOGUE:
+        raise InvalidHandIn("unknown hint key")
+    return Finding(check, record["key"], _plain_fields(record.get("fields")), hint, _plain_fields(record.get("hint_fields")))
+
+
+def _plain_fields(fields):
+    if not isinstance(fields, dict):
+        return {}
+    return {str(name): value if isinstance(value, (int, float)) else str(value)[:300] for name, value in fields.items()}
+
+
+def _op(item):
+    """Rebuild an ``Op`` of an eager trace; shapes and pairs come back from JSON lists as tuples."""
+    if not isinstance(item, dict):
+        raise InvalidHandIn("op is not an object")
+
+    def shape(value):
+        return tuple(int(size) for size in value) if isinstance(value, list) else None
+
+    params = {str(name): tuple(value) if isinstance(value, list) else value
+              for name, value in (item.get("params") or {}).items()}
+    weights = {str(role): None if name is None else str(name) for role, name in (item.get("weights") or {}).items()}
+    return Op(kind=str(item.get("kind")), target=str(item.get("target")), node=str(item.get("node")),
+              source=item.get("source") if isinstance(item.get("source"), str) else None,
+              in_shape=shape(item.get("in_shape")), out_shape=shape(item.get("out_shape")),
+              params=params, weights=weights)
+
+
+def read_record(path):
+    """Return the JSON object of one hand-in file; only a regular file of bounded size is read."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        raise InvalidHandIn(f"cannot open: {error.strerror}") from error
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_RECORD_BYTES:
+            raise InvalidHandIn("not a regular file of at most 50 MB")
+        data = handle.read(MAX_RECORD_BYTES + 1)
+    try:
+        record = json.loads(data)
+    except ValueError as error:
+        raise InvalidHandIn(f"not JSON: {error}") from error
+    if not isinstance(record, dict):
+        raise InvalidHandIn("not a JSON object")
+    if record.get("error"):
+        raise InvalidHandIn(f"the hand-in failed in the kernel: {str(record['error'])[:300]}")
+    return record
+
+
+def answer_from_record(cell, record):
+    """Return the object that the checks of ``cell`` judge: a ``RecordedVGG11`` or a ``RecordedFinetune``."""
+    if cell == checks.FINETUNE:
+        if record.get("kind") != "finetune" or not isinstance(record.get("facts"), dict):
+            raise InvalidHandIn("not a fine-tuning record")
+        return checks.RecordedFinetune(finetune_facts_from_record(record))
+    if record.get("kind") != "vgg11" or not isinstance(record.get("models"), dict):
+        raise InvalidHandIn("not a VGG11 record")
+    return RecordedVGG11(record["models"])
+
+
+def finetune_facts_from_record(record):
+    """Return ``checks.finetune_facts`` for a fine-tuning record, read from its program where it has one.
+
+    The parameters with their ``requires_grad`` and the last layer come from the program's graph, so a
+    record can only claim what an exported program of a frozen VGG shows.
+    """
+    facts = record["facts"]
+    base = {"module": bool(facts.get("module")), "repr": str(facts.get("repr", ""))[:80],
+            "type": str(facts.get("type", ""))[:80], "vgg": bool(facts.get("vgg")), "typo": bool(facts.get("typo"))}
+    if not base["vgg"]:
+        return base
+    if record.get("program") is None:
+        raise InvalidHandIn("a VGG-like fine-tuning record must hand in its program")
+    try:
+        program = artifact.load_program(record["program"])
+    except artifact.UnsafeProgram as error:
+        raise InvalidHandIn(str(error)) from error
+
+    names = {spec.arg.name: spec.target for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"}
+    parameters = [[fqn, bool(program.state_dict[fqn].requires_grad)] for fqn in names.values()
+                  if fqn.startswith(("features.", "classifier."))]
+    if not any(name.startswith("features.") for name, _ in parameters) or \
+            not any(name.startswith("classifier.") for name, _ in parameters):
+        return {**base, "vgg": False}
+    linears = [op for op in trace_program(program) if op.kind == "linear"]
+    last = linears[-1] if linears else None
+    if last is not None and last.weights.get("weight") == "classifier.6.weight":
+        head = ["Linear", last.params.get("in_features"), last.params.get("out_features")]
+    else:
+        head = [last.target if last is not None else "NoneType", None, None]
+    return {**base, "head": head, "parameters": parameters}
+
+
+def judge_cell(folder, cell):
+    """Return the verdict of one test cell as a JSON-ready dict."""
+    path = Path(folder) / f"{cell}.json"
+    if not path.exists() and not path.is_symlink():
+        return {"status": "missing"}
+    try:
+        answer = answer_from_record(cell, read_record(path))
+        findings = _FINDERS[cell](answer, hidden=True)
+    except InvalidHandIn as error:
+        return {"status": "invalid", "detail": str(error)[:300]}
+    except Exception as error:  # noqa: BLE001 - a record that breaks a check is not a valid hand-in
+        log.debug("judging %s failed", cell, exc_info=True)
+        return {"status": "invalid", "detail": f"{type(error).__name__}: {str(error)[:300]}"}
+    return {"status": "judged", "findings": [
+        {"key": f.key, "fields": _plain_fields(f.fields), "hint": f.hint, "hint_fields": _plain_fields(f.hint_fields)}
+        for f in findings
+    ]}
+
+
+def judge_folder(folder, cells=TEST_CELLS):
+    return {cell: judge_cell(folder, cell) for cell in cells}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -P -m autograder.judge", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="the hand-in folder (AUTOGRADER_HANDIN_DIR of the graded kernel)")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    json.dump(judge_folder(arguments.folder), sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""nbgrader preprocessors that take the test cells' verdicts from the judge, not from the student's kernel.
+
+Wired into ``Autograde.autograde_preprocessors`` by ``nbgrader_config.py``:
+
+- ``PrepareHandIns`` runs before execution. It makes a fresh, empty hand-in folder and names it in
+  ``AUTOGRADER_HANDIN_DIR``, which the kernel inherits, so that the hidden line of each test cell
+  (``handin.hand_in``) writes the model there.
+- ``JudgeHandIns`` runs after execution and before ``SaveAutoGrades``. It runs
+  ``python -P -m autograder.judge`` on the folder in a new process, which never imports student code,
+  and replaces every error output of each test cell with the judge's verdict. nbgrader then scores
+  the cell from that verdict alone: an error output means 0 points.
+
+Whatever the student's code did inside the kernel (patched checks, hidden tracebacks, printed text
+that looks like a pass) cannot pass a test cell: only the judge writes error outputs into test cells.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Integer, List, Unicode
+
+from . import messages
+from .course import TEST_CELLS
+from .handin import HANDIN_DIR_VARIABLE
+from .verdict import CheckFailed, Finding
+
+_RESOURCE_KEY = "autograder_handin_dir"
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class PrepareHandIns(NbGraderPreprocessor):
+    """Create an empty hand-in folder for this notebook and name it in ``AUTOGRADER_HANDIN_DIR``."""
+
+    directory = Unicode("", help="Folder under which hand-in folders are made (default: the system's temp folder).").tag(
+        config=True
+    )
+
+    def preprocess(self, nb, resources):
+        folder = tempfile.mkdtemp(prefix="vgg11-handin-", dir=self.directory or None)
+        # The kernel may run as another, unprivileged user (see autograder.sandbox), which must write here.
+        os.chmod(folder, 0o777)
+        os.environ[HANDIN_DIR_VARIABLE] = folder
+        resources[_RESOURCE_KEY] = folder
+        return nb, resources
+
+
+class JudgeHandIns(NbGraderPreprocessor):
+    """Judge the hand-in folder in a separate process and write each test cell's verdict as its outcome."""
+
+    test_cells = List(list(TEST_CELLS), help="grade_ids of the test cells that the judge decides.").tag(config=True)
+    timeout = Integer(600, help="Seconds that the judge process may take for one notebook.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        folder = resources.pop(_RESOURCE_KEY, None) or os.environ.get(HANDIN_DIR_VARIABLE)
+        if not folder:
+            raise RuntimeError("JudgeHandIns needs PrepareHandIns before the execution preprocessor")
+        try:
+            verdicts = self.run_judge(folder)
+        finally:
+            os.environ.pop(HANDIN_DIR_VARIABLE, None)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        limits = nb.metadata.get("autograder", {}).get("limits", [])
+        for index, cell in enumerate(nb.cells):
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell.cell_type != "code" or grade_id not in self.test_cells:
+                continue
+            verdict = verdicts.get(grade_id, {"status": "missing"})
+            self.log.info("Verdict of %s: %s", grade_id, _summary(verdict))
+            cell.outputs = [output for output in cell.outputs if output.output_type != "error"]
+            cell.outputs.append(_verdict_output(grade_id, verdict, _kernel_reason(cell, index, limits)))
+        return nb, resources
+
+    def run_judge(self, folder):
+        """Run the judge on ``folder`` and return its verdicts. Raises RuntimeError when it fails.
+
+        A judge that fails is the grader's problem, not the student's, so nbgrader records no grade and
+        reports the error for this submission.
+        """
+        command = [sys.executable, "-P", "-m", "autograder.judge", folder]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_REPO_ROOT, os.environ.get("PYTHONPATH", "")])}
+        env.pop(HANDIN_DIR_VARIABLE, None)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
+                                  timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise RuntimeError(f"the judge took more than {self.timeout} s") from error
+        if done.returncode != 0:
+            raise RuntimeError(f"the judge failed (exit status {done.returncode}): {done.stderr[-2000:]}")
+        return json.loads(done.stdout)
+
+
+def _summary(verdict):
+    if verdict["status"] != "judged":
+        return verdict["status"]
+    return ", ".join(finding["key"] for finding in verdict["findings"]) or "passed"
+
+
+def _kernel_reason(cell, index, limits):
+    """Say why the kernel handed nothing in: a limit that was hit in this cell, else the cell's own error."""
+    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+    for limit in limits:
+        if limit.get("cell") in (grade_id, index):
+            text = f"{limit.get('kind', '')}: {limit.get('detail', '')}".strip(": ")
+            return messages.text("handin.reason_limit", limit=text)
+    for output in cell.outputs:
+        if output.output_type == "error":
+            return messages.text("handin.reason_error", error=f"{output.ename}: {output.evalue}"[:200])
+    return ""
+
+
+def _verdict_output(grade_id, verdict, kernel_reason):
+    """Return the output that states the verdict: a stream when the cell passes, else an error output."""
+    if verdict["status"] == "missing":
+        findings = [Finding(grade_id, "handin.missing", {"reason": kernel_reason})]
+    elif verdict["status"] == "invalid":
+        findings = [Finding(grade_id, "handin.invalid", {"detail": verdict.get("detail", "")})]
+    else:
+        findings = [Finding(grade_id, item["key"], item.get("fields", {}), item.get("hint"), item.get("hint_fields", {}))
+                    for item in verdict["findings"]]
+    if not findings:
+        return new_output("stream", name="stdout", text=messages.text("verdict.passed") + "\n")
+    failure = CheckFailed(grade_id, findings)
+    return new_output("error", ename="CheckFailed", evalue=failure.render(), traceback=failure._render_traceback_())

@@ -1,0 +1,150 @@
+"""The kernel's hand-in and the judge: same verdicts as the checks, and forged files refused."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+from autograder import artifact, checks, handin, judge
+from tests.casefiles import FINETUNE_CASES, VGG11_CASES, load_case
+
+VGG11_CELLS = (checks.LAYERS, checks.POOL_SHAPES, checks.CLASSIFIER)
+
+
+@pytest.fixture
+def handin_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(handin.HANDIN_DIR_VARIABLE, str(tmp_path))
+    return tmp_path
+
+
+def _outcome(verdict):
+    return "pass" if verdict["status"] == "judged" and not verdict["findings"] else "fail"
+
+
+@pytest.mark.parametrize("path", VGG11_CASES, ids=lambda path: path.stem)
+def test_judge_vgg11_case(handin_dir, path):
+    case = load_case(path)
+    for cell in VGG11_CELLS:
+        handin.hand_in(cell, case.VGG11)
+
+    verdicts = judge.judge_folder(handin_dir, VGG11_CELLS)
+
+    assert {cell: _outcome(verdict) for cell, verdict in verdicts.items()} == case.EXPECTED, verdicts
+
+
+@pytest.mark.parametrize("path", FINETUNE_CASES, ids=lambda path: path.stem)
+def test_judge_finetune_case(handin_dir, path):
+    case = load_case(path)
+    handin.hand_in(checks.FINETUNE, case.model_finetune)
+
+    verdict = judge.judge_cell(handin_dir, checks.FINETUNE)
+
+    assert _outcome(verdict) == case.EXPECTED[checks.FINETUNE], verdict
+
+
+def test_hand_in_without_folder_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv(handin.HANDIN_DIR_VARIABLE, raising=False)
+    monkeypatch.chdir(tmp_path)
+    handin.hand_in(checks.LAYERS, nn.Module)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hand_in_records_build_error(handin_dir):
+    class Broken(nn.Module):
+        def __init__(self, num_classes=10):
+            raise NotImplementedError()
+
+    handin.hand_in(checks.LAYERS, Broken)
+
+    verdict = judge.judge_cell(handin_dir, checks.LAYERS)
+    assert [finding["key"] for finding in verdict["findings"]] == ["build.error"]
+
+
+def test_judge_missing_file(tmp_path):
+    assert judge.judge_cell(tmp_path, checks.LAYERS) == {"status": "missing"}
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", '{"error": "boom"}', '{"kind": "finetune"}'])
+def test_judge_malformed_file(tmp_path, content):
+    (tmp_path / f"{checks.LAYERS}.json").write_text(content, encoding="utf-8")
+    assert judge.judge_cell(tmp_path, checks.LAYERS)["status"] == "invalid"
+
+
+def test_judge_refuses_symlink(tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"kind": "vgg11", "models": {}}), encoding="utf-8")
+    folder = tmp_path / "handin"
+    folder.mkdir()
+    os.symlink(secret, folder / f"{checks.LAYERS}.json")
+
+    verdict = judge.judge_cell(folder, checks.LAYERS)
+
+    assert verdict["status"] == "invalid"
+
+
+def test_judge_refuses_facts_without_program(tmp_path):
+    record = {"kind": "finetune", "facts": {"module": True, "vgg": True, "head": ["Linear", 4096, 10], "parameters": []}}
+    (tmp_path / f"{checks.FINETUNE}.json").write_text(json.dumps(record), encoding="utf-8")
+    assert judge.judge_cell(tmp_path, checks.FINETUNE)["status"] == "invalid"
+
+
+# artifact: what load_program accepts.
+
+class _Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("scale", torch.tensor([2.0]), persistent=False)
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) * torch.tensor([0.5, 0.25, 1.0, 2.0]).view(1, 4, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def small_document():
+    program = torch.export.export(_Small().eval(), (torch.randn(1, 3, 8, 8),), strict=False)
+    return json.loads(json.dumps(artifact.dump_program(program)))
+
+
+def test_artifact_round_trip(small_document):
+    program = artifact.load_program(small_document)
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert "aten.conv2d.default" in targets
+
+
+def test_artifact_parameters_on_meta(small_document):
+    program = artifact.load_program(small_document)
+    assert all(tensor.is_meta for tensor in program.state_dict.values())
+
+
+def _first_node(document):
+    return document["graph"]["graph_module"]["graph"]["nodes"][0]
+
+
+@pytest.mark.parametrize("target", ["torch.save", "torch.ops.aten.from_file.default", "builtins.eval",
+                                    "torch.ops.higher_order.cond"])
+def test_artifact_refuses_target(small_document, target):
+    _first_node(small_document)["target"] = target
+    with pytest.raises(artifact.UnsafeProgram):
+        artifact.load_program(small_document)
+
+
+def test_artifact_refuses_symbolic_expression(small_document):
+    _first_node(small_document)["inputs"].append({"name": "x", "arg": {"as_sym_int": {"as_expr": {"expr_str": "1"}}}})
+    with pytest.raises(artifact.UnsafeProgram):
+        artifact.load_program(small_document)
+
+
+def test_artifact_refuses_range_constraints(small_document):
+    small_document["graph"]["range_constraints"] = {"__import__('os')": {"min_val": 0, "max_val": 1}}
+    with pytest.raises(artifact.UnsafeProgram):
+        artifact.load_program(small_document)
+
+
+def test_artifact_refuses_custom_object_input(small_document):
+    specs = small_document["graph"]["graph_module"]["signature"]["input_specs"]
+    specs.append({"custom_obj": {"arg": {"name": "obj"}, "custom_obj_name": "obj"}})
+    with pytest.raises(artifact.UnsafeProgram):
+        artifact.load_program(small_document)
