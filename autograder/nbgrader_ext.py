@@ -70,6 +70,7 @@ class OverwriteCellsWithHiddenTests(OverwriteCells):
 
     def preprocess(self, nb, resources):
         self._hidden_test_clearer = ClearHiddenTests(parent=self)
+        _drop_cleared_metadata(nb)
         return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell, resources, cell_index):
@@ -120,6 +121,19 @@ class OverwriteCellsWithHiddenTests(OverwriteCells):
             missing_cell.id = random_cell_id()
             nb.cells.insert(_insert_index(nb, [cell.name for cell in source_cells[:position]]), missing_cell)
         return nb, resources
+
+
+def _drop_cleared_metadata(nb):
+    """Remove the ``nbgrader`` metadata that ``DeduplicateIds`` emptied on the second copy of a cell.
+
+    nbgrader 0.9.6 keeps an empty dict there, and ``OverwriteCells.add_missing_task_cells`` then raises
+    KeyError: 'grade_id', which stops autograding of the whole submission (jupyter/nbgrader#1083).
+    Without the key, the copy is an ordinary code cell that earns no points.
+    """
+    for cell in nb.cells:
+        metadata = cell.metadata.get("nbgrader")
+        if metadata is not None and "grade_id" not in metadata:
+            del cell.metadata["nbgrader"]
 
 
 def _grade_ids(nb):

@@ -106,6 +106,19 @@ def test_overwrite_edited_visible_line_warns(gradebook_with_test_cell, caplog):
     assert any("checksum" in record.getMessage() for record in caplog.records)
 
 
+def test_overwrite_duplicated_cell_is_plain_code(gradebook_with_test_cell):
+    # DeduplicateIds empties the nbgrader metadata of the second cell with a grade_id.
+    duplicate = _test_cell("pass")
+    duplicate.metadata["nbgrader"] = {}
+    notebook = new_notebook(cells=[_test_cell(RELEASED_TEST), duplicate])
+    resources = {"nbgrader": {"notebook": "Assignment1_blank", "assignment": "Assignment1",
+                              "db_url": gradebook_with_test_cell}}
+
+    notebook, _ = OverwriteCellsWithHiddenTests().preprocess(notebook, resources)
+
+    assert "nbgrader" not in notebook.cells[1].metadata
+
+
 def _traceback_with_hidden_lines():
     # Has the form of an IPython 9 traceback in an autograded notebook: a header, one frame that
     # quotes the cell with ANSI colour codes, and the exception line.
