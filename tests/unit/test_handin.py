@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from autograder import artifact, checks, handin, judge
 from tests.casefiles import FINETUNE_CASES, VGG11_CASES, load_case
+from tests.mutants import systematic_mutants
 
 VGG11_CELLS = (checks.LAYERS, checks.POOL_SHAPES, checks.CLASSIFIER)
 
@@ -148,3 +149,19 @@ def test_artifact_refuses_custom_object_input(small_document):
     specs.append({"custom_obj": {"arg": {"name": "obj"}, "custom_obj_name": "obj"}})
     with pytest.raises(artifact.UnsafeProgram):
         artifact.load_program(small_document)
+
+
+# A sample of the systematic mutants (tests/mutants.py) judged from their hand-in, not in their kernel.
+MUTANT_SAMPLE = systematic_mutants()[::12]
+
+
+@pytest.mark.parametrize("mutant", MUTANT_SAMPLE, ids=lambda model: model.name)
+def test_judge_mutant_caught(handin_dir, mutant):
+    model_cls = mutant.build_class()
+    for cell in VGG11_CELLS:
+        handin.hand_in(cell, model_cls)
+
+    verdicts = judge.judge_folder(handin_dir, VGG11_CELLS)
+
+    failing = {cell for cell, verdict in verdicts.items() if _outcome(verdict) == "fail"}
+    assert set(mutant.failing) <= failing, f"{mutant.name}: {verdicts}"
