@@ -109,7 +109,7 @@ def _export(model, mode, check, device, batch):
 class Recorded:
     """A model known only from what a kernel handed in (see ``judge``), not from its class.
 
-    ``analyse`` asks it for its ``ModelAnalysis`` instead of building anything.
+    ``analyse`` returns its ``ModelAnalysis`` instead of building anything.
     """
 
     def analysis(self, check, num_classes=None):
@@ -119,7 +119,7 @@ class Recorded:
 def analyse(model_cls, check, num_classes=None, device="meta"):
     """Build ``model_cls`` and trace it in train and eval mode. The result is cached per class.
 
-    A ``Recorded`` model gives its analysis itself, whatever ``device`` asks for.
+    A ``Recorded`` model returns its own analysis, whatever the ``device``.
     """
     if isinstance(model_cls, Recorded):
         return model_cls.analysis(check, num_classes)

@@ -47,7 +47,7 @@ _DTYPE_BY_NAME = {name: dtype for dtype, name in _DTYPES.items()}
 
 
 class UnsafeProgram(ValueError):
-    """The program document is malformed or asks for something that ``load_program`` does not allow."""
+    """The program document is malformed or contains something that ``load_program`` does not accept."""
 
 
 def dump_program(program):

@@ -2,9 +2,9 @@
 
 A hidden line at the start of each test cell calls ``hand_in(<test cell>, <answer>)``. While nbgrader
 grades, the environment variable ``AUTOGRADER_HANDIN_DIR`` names a fresh folder, and ``hand_in``
-writes ``<test cell>.json`` there: the model's exported programs (see ``artifact``) and the problem
-found while building or running it, or, for the fine-tuned model, its parameters' ``requires_grad``
-and its last layer. A separate process that never imports student code judges these files (see
+writes ``<test cell>.json`` there. For VGG11 the file contains the model's exported programs (see
+``artifact``) and the problem found while building or running it. For the fine-tuned model it contains
+the train-mode program, which carries each parameter's ``requires_grad``. A separate process that never imports student code judges these files (see
 ``judge``), so patching ``autograder`` or torch in the kernel cannot turn a failing check into a pass.
 A forged file can only hand in a program, and the program must compute VGG11 to pass.
 
@@ -33,16 +33,20 @@ FINETUNE_INPUT_SIZE = 64
 
 def hand_in(cell, answer):
     """Write what the grader judges for test cell ``cell`` from ``answer`` (the VGG11 class or the
-    fine-tuned model). Never raises: a failure is written into the record instead."""
+    fine-tuned model). A failure to record the model is written into the record instead of raised, and a
+    failure to write is logged, so that the test cell's own check still runs."""
     folder = os.environ.get(HANDIN_DIR_VARIABLE)
     if not folder:
         return
     try:
         record = finetune_record(answer) if cell == checks.FINETUNE else vgg11_record(answer, cell)
-    except Exception as error:  # noqa: BLE001 - the record says what went wrong
+    except Exception as error:  # noqa: BLE001 - the record states what went wrong
         log.debug("hand-in of %s failed", cell, exc_info=True)
         record = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
-    _write_json(Path(folder) / f"{cell}.json", {"format": FORMAT, "cell": cell, **record})
+    try:
+        _write_json(Path(folder) / f"{cell}.json", {"format": FORMAT, "cell": cell, **record})
+    except OSError as error:
+        log.warning("could not write the hand-in of %s: %s", cell, error)
 
 
 def vgg11_record(model_cls, cell):

@@ -1,9 +1,9 @@
 """Judge what the student's kernel handed in, in a process that never runs student code.
 
 ``python -P -m autograder.judge <hand-in folder>`` reads the ``<test cell>.json`` files that
-``handin.hand_in`` wrote, rebuilds each model's analysis from them (programs through
-``artifact.load_program``, which refuses anything that could run code), runs the checks of every
-test cell with ``hidden=True`` and prints one JSON object on standard output::
+``handin.hand_in`` wrote and rebuilds each model's analysis from them. Programs go through
+``artifact.load_program``, which rejects anything that could run code. Then the judge runs the
+checks of every test cell with ``hidden=True`` and prints one JSON object on standard output::
 
     {"test_vgg11_layers": {"status": "judged", "findings": [{"key": ..., "fields": {...}, ...}]},
      "test_finetune_frozen": {"status": "missing"}, ...}

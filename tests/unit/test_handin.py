@@ -1,4 +1,4 @@
-"""The kernel's hand-in and the judge: same verdicts as the checks, and forged files refused."""
+"""The kernel's hand-in and the judge: same verdicts as the checks, and forged files rejected."""
 
 import json
 import os
@@ -73,7 +73,7 @@ def test_judge_malformed_file(tmp_path, content):
     assert judge.judge_cell(tmp_path, checks.LAYERS)["status"] == "invalid"
 
 
-def test_judge_refuses_symlink(tmp_path):
+def test_judge_rejects_symlink(tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps({"kind": "vgg11", "models": {}}), encoding="utf-8")
     folder = tmp_path / "handin"
@@ -85,7 +85,7 @@ def test_judge_refuses_symlink(tmp_path):
     assert verdict["status"] == "invalid"
 
 
-def test_judge_refuses_facts_without_program(tmp_path):
+def test_judge_rejects_facts_without_program(tmp_path):
     record = {"kind": "finetune", "facts": {"module": True, "vgg": True, "head": ["Linear", 4096, 10], "parameters": []}}
     (tmp_path / f"{checks.FINETUNE}.json").write_text(json.dumps(record), encoding="utf-8")
     assert judge.judge_cell(tmp_path, checks.FINETUNE)["status"] == "invalid"
@@ -126,25 +126,25 @@ def _first_node(document):
 
 @pytest.mark.parametrize("target", ["torch.save", "torch.ops.aten.from_file.default", "builtins.eval",
                                     "torch.ops.higher_order.cond"])
-def test_artifact_refuses_target(small_document, target):
+def test_artifact_rejects_target(small_document, target):
     _first_node(small_document)["target"] = target
     with pytest.raises(artifact.UnsafeProgram):
         artifact.load_program(small_document)
 
 
-def test_artifact_refuses_symbolic_expression(small_document):
+def test_artifact_rejects_symbolic_expression(small_document):
     _first_node(small_document)["inputs"].append({"name": "x", "arg": {"as_sym_int": {"as_expr": {"expr_str": "1"}}}})
     with pytest.raises(artifact.UnsafeProgram):
         artifact.load_program(small_document)
 
 
-def test_artifact_refuses_range_constraints(small_document):
+def test_artifact_rejects_range_constraints(small_document):
     small_document["graph"]["range_constraints"] = {"__import__('os')": {"min_val": 0, "max_val": 1}}
     with pytest.raises(artifact.UnsafeProgram):
         artifact.load_program(small_document)
 
 
-def test_artifact_refuses_custom_object_input(small_document):
+def test_artifact_rejects_custom_object_input(small_document):
     specs = small_document["graph"]["graph_module"]["signature"]["input_specs"]
     specs.append({"custom_obj": {"arg": {"name": "obj"}, "custom_obj_name": "obj"}})
     with pytest.raises(artifact.UnsafeProgram):
