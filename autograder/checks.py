@@ -304,13 +304,14 @@ def finetune_findings(model, hidden=False):
 
 
 class RecordedFinetune:
-    """A fine-tuned model known only from its handed-in facts (see ``judge``)."""
+    """A fine-tuned model known only from its handed-in facts and, where it has one, its program (see ``judge``)."""
 
-    def __init__(self, facts):
+    def __init__(self, facts, step=None):
         self.facts = facts
+        self._step = step
 
     def step_findings(self):
-        return []
+        return self._step() if self._step else []
 
 
 def check_finetune_frozen(model, hidden=False):

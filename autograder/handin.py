@@ -79,10 +79,9 @@ def finetune_record(model):
     """Return the fine-tuned model's facts and, for a VGG-like model, its train-mode program.
 
     The judge reads the parameters' ``requires_grad`` and the last layer from the program, not from
-    the facts. The program is exported from a copy on the ``meta`` device, which takes no memory for
+    the facts, and runs one training step of the program with weights of its own. The program is exported from a copy on the ``meta`` device, which takes no memory for
     the weights, with a 64x64 input, which torchvision's adaptive pool accepts.
     """
-    # NOTE: the hidden one-step training check (checks._step_findings) is not run on a hand-in.
     facts = checks.finetune_facts(model)
     record = {"kind": "finetune", "facts": facts}
     if facts.get("vgg"):

@@ -22,9 +22,14 @@ import stat
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn as nn
+from torch.export.graph_signature import InputKind, OutputKind
+
 from . import artifact, checks, messages
 from .analysis import ModelAnalysis, Recorded, program_output_shape
 from .course import TEST_CELLS
+from .handin import FINETUNE_INPUT_SIZE
 from .trace import Op, trace_program
 from .verdict import Finding
 
@@ -150,14 +155,16 @@ def answer_from_record(cell, record):
     if cell == checks.FINETUNE:
         if record.get("kind") != "finetune" or not isinstance(record.get("facts"), dict):
             raise InvalidHandIn("not a fine-tuning record")
-        return checks.RecordedFinetune(finetune_facts_from_record(record))
+        facts, program = finetune_from_record(record)
+        return checks.RecordedFinetune(facts, step=(lambda: program_step_findings(program)) if program else None)
     if record.get("kind") != "vgg11" or not isinstance(record.get("models"), dict):
         raise InvalidHandIn("not a VGG11 record")
     return RecordedVGG11(record["models"])
 
 
-def finetune_facts_from_record(record):
-    """Return ``checks.finetune_facts`` for a fine-tuning record, read from its program where it has one.
+def finetune_from_record(record):
+    """Return ``checks.finetune_facts`` for a fine-tuning record, read from its program where it has one,
+    and the program or None.
 
     The parameters with their ``requires_grad`` and the last layer come from the program's graph, so a
     record can only claim what an exported program of a frozen VGG shows.
@@ -166,7 +173,7 @@ def finetune_facts_from_record(record):
     base = {"module": bool(facts.get("module")), "repr": str(facts.get("repr", ""))[:80],
             "type": str(facts.get("type", ""))[:80], "vgg": bool(facts.get("vgg")), "typo": bool(facts.get("typo"))}
     if not base["vgg"]:
-        return base
+        return base, None
     if record.get("program") is None:
         raise InvalidHandIn("a VGG-like fine-tuning record must hand in its program")
     try:
@@ -179,14 +186,58 @@ def finetune_facts_from_record(record):
                   if fqn.startswith(("features.", "classifier."))]
     if not any(name.startswith("features.") for name, _ in parameters) or \
             not any(name.startswith("classifier.") for name, _ in parameters):
-        return {**base, "vgg": False}
+        return {**base, "vgg": False}, None
     linears = [op for op in trace_program(program) if op.kind == "linear"]
     last = linears[-1] if linears else None
     if last is not None and last.weights.get("weight") == "classifier.6.weight":
         head = ["Linear", last.params.get("in_features"), last.params.get("out_features")]
     else:
         head = [last.target if last is not None else "NoneType", None, None]
-    return {**base, "head": head, "parameters": parameters}
+    return {**base, "head": head, "parameters": parameters}, program
+
+
+def program_step_findings(program):
+    """Run one training step of the handed-in program with seeded weights: the classifier must get gradients.
+
+    This is the hand-in's version of the check that takes one SGD step on a live model. Parameters that
+    do not require gradients get none, so frozen features cannot move. A classifier weight whose gradient
+    is missing or zero would not move, for example because ``forward`` detaches its input.
+    """
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for name, tensor in program.state_dict.items():
+        if tensor.is_floating_point():
+            value = torch.randn(tensor.shape, dtype=tensor.dtype, generator=generator) * 0.01
+        else:
+            value = torch.zeros(tensor.shape, dtype=tensor.dtype)
+        state[name] = value.requires_grad_(bool(getattr(tensor, "requires_grad", False)) and tensor.is_floating_point())
+    x = torch.randn(2, 3, FINETUNE_INPUT_SIZE, FINETUNE_INPUT_SIZE, generator=generator)
+    try:
+        output = _run_training_graph(program, state, x)
+        nn.functional.cross_entropy(output, torch.tensor([1, 2])).backward()
+    except Exception as error:  # noqa: BLE001 - a graph that cannot take a step fails the check
+        return [Finding(checks.FINETUNE, "finetune.step_error", {"error_type": type(error).__name__,
+                                                                  "error": str(error)[:200]})]
+    still = [name for name, value in state.items() if name.startswith("classifier.") and name.endswith("weight")
+             and (value.grad is None or not bool(value.grad.any()))]
+    if still:
+        return [Finding(checks.FINETUNE, "finetune.step_classifier_unchanged", {"names": ", ".join(still[:3])})]
+    return []
+
+
+def _run_training_graph(program, state, x):
+    """Run the program's graph eagerly, so autograd records it, and return its user output."""
+    args = []
+    for spec in program.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            args.append(x)
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER) and spec.target in state:
+            args.append(state[spec.target])
+        else:
+            args.append(program.constants[spec.target])
+    outputs = torch.fx.Interpreter(program.graph_module).run(*args)
+    kinds = [spec.kind for spec in program.graph_signature.output_specs]
+    return outputs[kinds.index(OutputKind.USER_OUTPUT)]
 
 
 def judge_cell(folder, cell):

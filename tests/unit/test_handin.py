@@ -165,3 +165,29 @@ def test_judge_mutant_caught(handin_dir, mutant):
 
     failing = {cell for cell, verdict in verdicts.items() if _outcome(verdict) == "fail"}
     assert set(mutant.failing) <= failing, f"{mutant.name}: {verdicts}"
+
+
+class _ZeroOutput(nn.Module):
+    """A VGG-like model whose output is multiplied by 0, so no classifier weight gets a gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(*[nn.Identity() for _ in range(6)], nn.Linear(8, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1)) * 0
+
+
+def test_judge_finetune_step_without_gradient(handin_dir):
+    model = _ZeroOutput()
+    for parameter in model.features.parameters():
+        parameter.requires_grad = False
+    handin.hand_in(checks.FINETUNE, model)
+
+    verdict = judge.judge_cell(handin_dir, checks.FINETUNE)
+
+    keys = [finding["key"] for finding in verdict["findings"]]
+    assert keys == ["finetune.head"], verdict
+    answer = judge.answer_from_record(checks.FINETUNE, judge.read_record(handin_dir / f"{checks.FINETUNE}.json"))
+    assert [finding.key for finding in answer.step_findings()] == ["finetune.step_classifier_unchanged"]
