@@ -11,6 +11,7 @@ import shutil
 
 import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader.api import Gradebook
 
 from autograder.course import ASSIGNMENT_ID, NOTEBOOK_NAME, TEST_CELLS
@@ -29,6 +30,9 @@ BROKEN_SUBMISSIONS = {
     "empty_folder": "notebook_missing",
     "no_assignment_folder": "missing_assignment_folder",
 }
+# A notebook of another assignment under this assignment's file name, and the solution with extra files.
+OTHER_ASSIGNMENT = "other_assignment"
+EXTRA_FILES = "extra_files"
 # A copy of the solution with test_vgg11_classifier edited and test_finetune_frozen deleted.
 EDITED_TESTS = "edited_tests"
 EDITED_CELL = "test_vgg11_classifier"
@@ -46,6 +50,18 @@ def _write_broken_submissions(inbox, solution):
 
     (inbox / "no_assignment_folder").mkdir()
     shutil.copy(solution, inbox / "no_assignment_folder" / NOTEBOOK_NAME)
+
+
+def _write_unusual_submissions(inbox, solution):
+    other = new_notebook(cells=[new_markdown_cell("# Assignment 2: ResNet"), new_code_cell("model = None")])
+    (inbox / OTHER_ASSIGNMENT / ASSIGNMENT_ID).mkdir(parents=True)
+    nbformat.write(other, str(inbox / OTHER_ASSIGNMENT / ASSIGNMENT_ID / NOTEBOOK_NAME))
+
+    folder = inbox / EXTRA_FILES / ASSIGNMENT_ID
+    shutil.copytree(solution.parent, folder)
+    (folder / "notes.txt").write_text("extra file\n", encoding="utf-8")
+    (folder / "weights.bin").write_bytes(bytes(1_000_000))
+    (folder / "Untitled.ipynb").write_text(nbformat.writes(new_notebook()), encoding="utf-8")
 
 
 def _write_edited_tests(inbox, solution):
@@ -72,6 +88,7 @@ def graded_course(grade_submissions, repo_root):
         shutil.copytree(examples, inbox, dirs_exist_ok=True)
         solution = examples / "solution" / ASSIGNMENT_ID / NOTEBOOK_NAME
         _write_broken_submissions(inbox, solution)
+        _write_unusual_submissions(inbox, solution)
         _write_edited_tests(inbox, solution)
 
     return grade_submissions(write_submissions)
@@ -164,6 +181,18 @@ def test_broken_submission_status(graded_course, student_id, status):
     assert row["max_total"] == results["solution"]["max_total"]
 
 
+def test_other_assignment_graded_zero_with_reason(graded_course):
+    row = graded_course.results()[OTHER_ASSIGNMENT]
+    notebook = graded_course.autograded(OTHER_ASSIGNMENT).read_text(encoding="utf-8")
+    assert (row["status"], row["total"]) == ("graded", "0")
+    assert notebook.count("[handin.missing]") == len(TEST_CELLS)
+
+
+def test_extra_files_full_points(graded_course):
+    row = graded_course.results()[EXTRA_FILES]
+    assert (row["status"], row["total"]) == ("graded", row["max_total"])
+
+
 @pytest.mark.parametrize("student_id", sorted(EXPECTED) + [EDITED_TESTS])
 def test_graded_status(graded_course, student_id):
     assert graded_course.results()[student_id]["status"] == "graded"
@@ -171,7 +200,7 @@ def test_graded_status(graded_course, student_id):
 
 def test_table_lists_every_student(graded_course):
     lines = graded_course.run.stdout.splitlines()
-    for student_id in [*EXPECTED, EDITED_TESTS, *BROKEN_SUBMISSIONS]:
+    for student_id in [*EXPECTED, EDITED_TESTS, OTHER_ASSIGNMENT, EXTRA_FILES, *BROKEN_SUBMISSIONS]:
         assert any(line.startswith(student_id + " ") for line in lines), student_id
 
 
@@ -183,4 +212,4 @@ def test_table_shows_broken_status(graded_course):
 def test_nbgrader_csv_lists_every_student(graded_course):
     with open(graded_course.root / "grades.csv", encoding="utf-8") as handle:
         students = {row["student_id"] for row in csv.DictReader(handle)}
-    assert students == {*EXPECTED, EDITED_TESTS, *BROKEN_SUBMISSIONS}
+    assert students == {*EXPECTED, EDITED_TESTS, OTHER_ASSIGNMENT, EXTRA_FILES, *BROKEN_SUBMISSIONS}
