@@ -67,15 +67,16 @@ class JudgeHandIns(NbGraderPreprocessor):
             os.environ.pop(HANDIN_DIR_VARIABLE, None)
             shutil.rmtree(folder, ignore_errors=True)
 
-        limits = nb.metadata.get("autograder", {}).get("limits", [])
+        limits = _limits_by_position(nb)
         for index, cell in enumerate(nb.cells):
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             if cell.cell_type != "code" or grade_id not in self.test_cells:
                 continue
             verdict = verdicts.get(grade_id, {"status": "missing"})
             self.log.info("Verdict of %s: %s", grade_id, _summary(verdict))
+            reason = _kernel_reason(cell, index, limits)
             cell.outputs = [output for output in cell.outputs if output.output_type != "error"]
-            cell.outputs.append(_verdict_output(grade_id, verdict, _kernel_reason(cell, index, limits)))
+            cell.outputs.append(_verdict_output(grade_id, verdict, reason))
         return nb, resources
 
     def run_judge(self, folder):
@@ -103,13 +104,33 @@ def _summary(verdict):
     return ", ".join(finding["key"] for finding in verdict["findings"]) or "passed"
 
 
+def _limits_by_position(nb):
+    """Return the limit events that ``BoundedExecute`` recorded, as (cell index, event), in notebook order.
+
+    An event names its cell by grade_id or by index (see ``autograder.limit_events``).
+    """
+    positions = {cell.metadata.get("nbgrader", {}).get("grade_id"): index for index, cell in enumerate(nb.cells)}
+    located = []
+    for event in nb.metadata.get("autograder", {}).get("limits", []):
+        label = event.get("cell")
+        index = label if isinstance(label, int) else positions.get(label)
+        if index is not None:
+            located.append((index, event))
+    return sorted(located, key=lambda item: item[0])
+
+
 def _kernel_reason(cell, index, limits):
-    """Say why the kernel handed nothing in: a limit that was hit in this cell, else the cell's own error."""
-    grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-    for limit in limits:
-        if limit.get("cell") in (grade_id, index):
-            text = f"{limit.get('kind', '')}: {limit.get('detail', '')}".strip(": ")
-            return messages.text("handin.reason_limit", limit=text)
+    """Say why the kernel handed nothing in for the cell at ``index``.
+
+    That is the last limit hit in this cell or an earlier one, such as a kernel that died in the answer
+    cell, else the cell's own error.
+    """
+    # A truncated output stops nothing, so it is never the reason.
+    earlier = [event for position, event in limits if position <= index and event.get("kind") != "output_truncated"]
+    if earlier:
+        event = earlier[-1]
+        text = f"{event.get('kind', '')} ({event.get('cell')}): {event.get('detail', '')}"
+        return messages.text("handin.reason_limit", limit=text[:300])
     for output in cell.outputs:
         if output.output_type == "error":
             return messages.text("handin.reason_error", error=f"{output.ename}: {output.evalue}"[:200])
