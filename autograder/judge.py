@@ -15,6 +15,7 @@ Python's ``-P`` keeps the working folder, which may hold the student's files, of
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from . import artifact, checks, messages
 from .analysis import ModelAnalysis, Recorded, program_output_shape
-from .course import TEST_CELLS
 from .handin import FINETUNE_INPUT_SIZE
 from .trace import Op, trace_program
 from .verdict import Finding
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 50_000_000
 
+# Test cell -> its findings function. autograder.course lists the same cells but imports nbformat,
+# which costs the judge seconds at start-up.
 _FINDERS = {
     checks.LAYERS: checks.layer_findings,
     checks.POOL_SHAPES: checks.pool_findings,
@@ -61,11 +63,22 @@ class RecordedVGG11(Recorded):
         if key not in self._analyses:
             if key not in self.models:
                 raise InvalidHandIn(f"no record for num_classes={num_classes}")
-            self._analyses[key] = _analysis_from_record(self.models[key], check)
+            self._analyses[key] = _shared_analysis(self.models[key], check)
         analysis = self._analyses[key]
         if analysis.problem is not None:
             analysis.problem.check = check
         return analysis
+
+
+# The three VGG11 test cells hand in the same model, so one analysis (and one equivalence run) serves all.
+_analyses_by_record = {}
+
+
+def _shared_analysis(record, check):
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    if digest not in _analyses_by_record:
+        _analyses_by_record[digest] = _analysis_from_record(record, check)
+    return _analyses_by_record[digest]
 
 
 def _analysis_from_record(record, check):
@@ -259,7 +272,7 @@ def judge_cell(folder, cell):
     ]}
 
 
-def judge_folder(folder, cells=TEST_CELLS):
+def judge_folder(folder, cells=tuple(_FINDERS)):
     return {cell: judge_cell(folder, cell) for cell in cells}
 
 

@@ -2,16 +2,22 @@
 
 Run from the repository root:  python -m benchmarks.checks [--mutants]
 The first check in a process also pays for importing torch.export (a few seconds), so the
-script reports the first (cold) and a second (warm) run separately.
+script reports the first (cold) and a second (warm) run separately. It also times what grading adds
+per submission: writing the hand-in in the kernel and judging it in a new process (``autograder.judge``).
 """
 
 import argparse
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
 
-from autograder import analysis, checks
+from autograder import analysis, checks, handin
+from autograder.course import TEST_CELLS
 from tests.mutants import VARIANTS, systematic_mutants
 
 HIDDEN_CHECKS = (checks.layer_findings, checks.pool_findings, checks.classifier_findings)
@@ -22,6 +28,22 @@ def hidden_run(model_cls):
     for findings_of in HIDDEN_CHECKS:
         findings_of(model_cls, hidden=True)
     return time.perf_counter() - started
+
+
+def hand_in_and_judge(model_cls):
+    """Return (seconds to hand in the three VGG11 cells, seconds to judge them in a new process, kB written)."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ[handin.HANDIN_DIR_VARIABLE] = folder
+        started = time.perf_counter()
+        for cell in TEST_CELLS[:3]:
+            handin.hand_in(cell, model_cls)
+        written = time.perf_counter() - started
+        del os.environ[handin.HANDIN_DIR_VARIABLE]
+        size = sum(entry.stat().st_size for entry in os.scandir(folder)) / 1000
+
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-P", "-m", "autograder.judge", folder], check=True, capture_output=True)
+        return written, time.perf_counter() - started, size
 
 
 def peak_rss_mib():
@@ -52,6 +74,8 @@ def main():
     warm = hidden_run(VARIANTS[1].build_class())
     print(f"hidden tests on one model: cold {cold:.2f} s, warm {warm:.2f} s")
     print(f"peak resident memory: {peak_rss_mib():.0f} MiB")
+    written, judged, size = hand_in_and_judge(VARIANTS[1].build_class())
+    print(f"hand-in of the VGG11 cells: {written:.2f} s, {size:.0f} kB; judge in a new process: {judged:.2f} s")
     if args.mutants:
         caught, total = mutant_share()
         print(f"mutants caught: {caught}/{total} ({100 * caught / total:.1f}%)")
