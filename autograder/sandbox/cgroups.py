@@ -1,0 +1,136 @@
+"""Per-sandbox memory and pids cgroups (cgroup v1), nested under this process's own cgroups.
+
+Each sandbox gets ``autograder-sandbox-<launcher pid>`` below the cgroup that the launcher is in,
+so the limits of any parent (a container, a CI job) still apply. The launcher removes the
+directories when the sandbox exits. A launcher that is killed leaves them behind, and the next
+launcher in the same parent removes the empty ones whose launcher no longer runs.
+"""
+
+import logging
+import os
+import re
+
+log = logging.getLogger(__name__)
+
+CGROUP_V1_ROOT = "/sys/fs/cgroup"
+NAME_PREFIX = "autograder-sandbox-"
+
+
+def _own_cgroup(controller):
+    """Return the path of this process's cgroup of ``controller`` below its v1 hierarchy, or None."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+def _hierarchy(controller):
+    mount_point = os.path.join(CGROUP_V1_ROOT, controller)
+    own = _own_cgroup(controller)
+    if own is None or not os.path.isdir(mount_point):
+        return None
+    return os.path.join(mount_point, own.lstrip("/"))
+
+
+class SandboxCgroups:
+    """Memory and pids cgroups of one sandbox; ``paths`` lists the ones that could be created."""
+
+    def __init__(self, memory_bytes, processes):
+        self.paths = {}
+        name = f"{NAME_PREFIX}{os.getpid()}"
+        wanted = {"memory": memory_bytes, "pids": processes}
+        for controller, limit in wanted.items():
+            if not limit:
+                continue
+            parent = _hierarchy(controller)
+            if parent is None or not os.access(parent, os.W_OK):
+                continue
+            _remove_stale(parent)
+            path = os.path.join(parent, name)
+            try:
+                os.makedirs(path, exist_ok=True)
+                if controller == "memory":
+                    _write(path, "memory.limit_in_bytes", limit)
+                    # Without swap accounting this file is absent; then there is no swap limit.
+                    if os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
+                        _write(path, "memory.memsw.limit_in_bytes", limit)
+                else:
+                    _write(path, "pids.max", limit)
+            except OSError as error:
+                log.debug("cgroup %s unavailable: %s", path, error)
+                _rmdir(path)
+                continue
+            self.paths[controller] = path
+
+    def join(self):
+        """Move the calling process into every cgroup of ``paths``. Safe between fork and exec."""
+        for path in self.paths.values():
+            with open(os.path.join(path, "cgroup.procs"), "w") as handle:
+                handle.write(str(os.getpid()))
+
+    def oom_kills(self):
+        """Return how many processes the OOM killer killed in the memory cgroup, or None if unknown."""
+        path = self.paths.get("memory")
+        if path is None:
+            return None
+        try:
+            with open(os.path.join(path, "memory.oom_control"), encoding="utf-8") as handle:
+                match = re.search(r"^oom_kill (\d+)$", handle.read(), re.MULTILINE)
+        except OSError:
+            return None
+        if match:
+            return int(match.group(1))
+        return None
+
+    def memory_peak(self):
+        """Return the peak memory use of the memory cgroup in bytes, or None if unknown."""
+        path = self.paths.get("memory")
+        if path is None:
+            return None
+        try:
+            with open(os.path.join(path, "memory.max_usage_in_bytes"), encoding="utf-8") as handle:
+                return int(handle.read())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self):
+        for path in self.paths.values():
+            _rmdir(path)
+        self.paths = {}
+
+
+def _write(path, name, value):
+    with open(os.path.join(path, name), "w") as handle:
+        handle.write(str(value))
+
+
+def _rmdir(path):
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        log.warning("Could not remove cgroup %s: %s", path, error)
+
+
+def _remove_stale(parent):
+    """Remove empty sandbox cgroups in ``parent`` whose launcher process no longer exists."""
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(NAME_PREFIX):
+            continue
+        pid = entry[len(NAME_PREFIX):]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.rmdir(os.path.join(parent, entry))
+            except OSError:
+                pass  # still has processes, or removed by another launcher

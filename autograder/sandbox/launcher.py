@@ -1,0 +1,302 @@
+"""Run a command in a sandbox: namespaces, a fresh uid, a scratch working directory and limits.
+
+``run_sandboxed`` is the entry point. With root and a working ``unshare`` (util-linux) it runs the
+command through ``init.py`` in new network, mount and pid namespaces, as a uid and gid of its own,
+with only the listed paths visible. Without them it runs the command directly with the rlimits, in
+a scratch copy of the working directory, and logs one warning that names the protections that are off.
+"""
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+from autograder.sandbox.cgroups import SandboxCgroups
+from autograder.sandbox.limits import SandboxLimits, apply_rlimits
+
+log = logging.getLogger(__name__)
+
+INIT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.py")
+
+# Sandbox uids and gids are UID_BASE + the launcher's pid. Pids of live processes are unique, so
+# sandboxes that run at the same time never share a uid: RLIMIT_NPROC counts per uid, and a
+# process may signal only processes of its own uid. No /etc/passwd entry is needed.
+UID_BASE = 2_000_000_000
+
+# Read-only system directories. Merged-/usr links such as /bin -> usr/bin are recreated as links.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+
+PROTECTION_NAMES = {
+    "network": ("네트워크 차단", "no network"),
+    "filesystem": ("파일 시스템 격리", "file system isolation"),
+    "pid_namespace": ("프로세스 격리", "process isolation"),
+    "user": ("별도 사용자", "separate user"),
+    "memory_cgroup": ("메모리 cgroup", "memory cgroup"),
+    "pids_cgroup": ("프로세스 수 cgroup", "pids cgroup"),
+    "rlimits": ("rlimit 제한", "rlimits"),
+    "scratch_copy": ("작업 폴더 사본", "scratch copy of the working directory"),
+}
+
+
+@dataclass
+class SandboxResult:
+    """Outcome of ``run_sandboxed``: how the command ended and which protections were enforced."""
+
+    enforced: list
+    missing: list
+    exit_code: int = None
+    signal: int = None
+    oom_kills: int = None
+    memory_peak_bytes: int = None
+    error: str = None
+    reasons: list = field(default_factory=list)
+
+    def as_dict(self):
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+@dataclass
+class _Support:
+    namespaces: bool
+    reason: str
+
+
+_support_cache = None
+
+
+def probe_support():
+    """Return whether this process can create the sandbox's namespaces, with the reason when not."""
+    global _support_cache
+    if _support_cache is not None:
+        return _support_cache
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0:
+        _support_cache = _Support(False, "not running as root")
+    elif unshare is None:
+        _support_cache = _Support(False, "the unshare command (util-linux) was not found")
+    else:
+        probe = subprocess.run(
+            [unshare, "--net", "--mount", "--pid", "--fork", "true"], capture_output=True, text=True
+        )
+        if probe.returncode == 0:
+            _support_cache = _Support(True, "")
+        else:
+            _support_cache = _Support(False, f"unshare failed: {probe.stderr.strip() or probe.returncode}")
+    return _support_cache
+
+
+def sandbox_uid():
+    return UID_BASE + os.getpid()
+
+
+def python_paths():
+    """Return the paths that the running Python needs: the venv, the base install and their real paths."""
+    paths = []
+    for path in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix):
+        for candidate in (os.path.abspath(path), os.path.realpath(path)):
+            if candidate not in paths:
+                paths.append(candidate)
+    return paths
+
+
+def _is_within(path, parent):
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _visible_paths(paths):
+    """Return absolute paths of ``paths`` that exist and are not already inside a system path."""
+    result = []
+    for path in paths:
+        for candidate in (os.path.abspath(path), os.path.realpath(path)):
+            if not os.path.exists(candidate) or candidate in result:
+                continue
+            if any(_is_within(candidate, system) for system in SYSTEM_PATHS if not os.path.islink(system)):
+                continue
+            result.append(candidate)
+    return result
+
+
+def describe(names):
+    """Return the Korean and English names of protections, as 'ko / en' joined by commas."""
+    korean = ", ".join(PROTECTION_NAMES[name][0] for name in names)
+    english = ", ".join(PROTECTION_NAMES[name][1] for name in names)
+    return f"{korean} / {english}"
+
+
+def run_sandboxed(
+    argv,
+    *,
+    cwd=None,
+    copy_cwd=True,
+    readable=(),
+    writable=(),
+    limits=None,
+    env=None,
+    network=False,
+    uid=None,
+    on_start=None,
+):
+    """Run ``argv`` in a sandbox, wait for it and return a ``SandboxResult``.
+
+    ``cwd`` becomes a scratch copy: with namespaces a size-limited tmpfs at the same absolute
+    path, else a temporary directory (then the command sees another path). The copy is discarded
+    afterwards, so the real ``cwd`` never changes. ``copy_cwd=False`` starts with it empty.
+    ``readable`` paths are bound read-only and ``writable`` paths read-write, each at its own
+    absolute path. The Python install that runs this function is always readable.
+    ``network=True`` keeps the host network (used when the caller must reach the command over TCP).
+    ``uid`` is the sandbox uid and gid (default ``UID_BASE`` + this pid). ``writable`` paths are
+    not chowned, so the caller makes them writable for that uid.
+    ``on_start(result)`` is called once the protections are known and before the command runs.
+
+    SIGINT is ignored in this process and reaches the command through the process group, as
+    jupyter_client sends it. SIGTERM is passed on to the command.
+    """
+    limits = limits or SandboxLimits.from_environment()
+    env = dict(os.environ if env is None else env)
+    support = probe_support()
+    if support.namespaces:
+        return _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, network, uid, on_start)
+    return _run_with_rlimits(argv, cwd, copy_cwd, limits, env, support.reason, on_start)
+
+
+def _warn_missing(missing, reason):
+    if missing:
+        log.warning(
+            "샌드박스 보호 일부가 꺼졌습니다: %s (%s). 나머지 보호는 적용합니다. "
+            "Some sandbox protections are off: %s (%s). The other protections are enforced.",
+            describe(missing).split(" / ")[0],
+            reason,
+            describe(missing).split(" / ")[1],
+            reason,
+        )
+
+
+def _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, network, uid, on_start):
+    uid = sandbox_uid() if uid is None else uid
+    cgroups = SandboxCgroups(limits.memory_bytes, limits.processes)
+    workdir = tempfile.mkdtemp(prefix="autograder-sandbox-")
+    enforced = ["filesystem", "pid_namespace", "user", "rlimits"]
+    if cwd:
+        enforced.append("scratch_copy")
+    if not network:
+        enforced.append("network")
+    missing = [name for name in ("network",) if network]
+    for controller in ("memory", "pids"):
+        if (limits.memory_bytes if controller == "memory" else limits.processes):
+            (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
+    reason = "cgroup v1 hierarchy not writable" if any(name.endswith("cgroup") for name in missing) else ""
+    if network:
+        reason = (reason + "; " if reason else "") + "the caller needs the host network"
+    result = SandboxResult(enforced=enforced, missing=missing)
+    _warn_missing(missing, reason)
+
+    try:
+        os.mkdir(os.path.join(workdir, "root"))
+        spec = {
+            "root": os.path.join(workdir, "root"),
+            "status_file": os.path.join(workdir, "status.json"),
+            "system_paths": list(SYSTEM_PATHS),
+            "readable": _visible_paths(list(readable) + python_paths()),
+            "writable": [os.path.abspath(path) for path in writable],
+            "cwd": os.path.abspath(cwd) if cwd else None,
+            "copy_cwd": copy_cwd,
+            "uid": uid,
+            "gid": uid,
+            "rlimits": limits.rlimits(),
+            "scratch_bytes": limits.scratch_bytes,
+            "tmp_bytes": limits.tmp_bytes,
+            "shm_bytes": limits.shm_bytes,
+            "network_namespace": not network,
+            "argv": list(argv),
+            "env": env,
+        }
+        spec_path = os.path.join(workdir, "spec.json")
+        with open(spec_path, "w", encoding="utf-8") as handle:
+            json.dump(spec, handle)
+
+        unshare = [shutil.which("unshare"), "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+        if not network:
+            unshare.insert(1, "--net")
+        command = unshare + [sys.executable, "-I", "-S", INIT_SCRIPT, spec_path]
+        if on_start:
+            on_start(result)
+        _wait(command, preexec=cgroups.join, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, result=result)
+
+        status = _read_json(spec["status_file"])
+        result.exit_code = status.get("exit_code")
+        result.signal = status.get("signal")
+        result.error = status.get("error")
+        result.oom_kills = cgroups.oom_kills()
+        result.memory_peak_bytes = cgroups.memory_peak()
+        return result
+    finally:
+        cgroups.remove()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_with_rlimits(argv, cwd, copy_cwd, limits, env, reason, on_start):
+    cgroups = SandboxCgroups(limits.memory_bytes, limits.processes) if os.geteuid() == 0 else SandboxCgroups(0, 0)
+    enforced = ["rlimits"]
+    missing = ["network", "filesystem", "pid_namespace", "user"]
+    for controller in ("memory", "pids"):
+        (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
+    scratch = None
+    if cwd:
+        scratch = tempfile.mkdtemp(prefix="autograder-scratch-")
+        if copy_cwd:
+            shutil.copytree(cwd, scratch, dirs_exist_ok=True, symlinks=True)
+        enforced.append("scratch_copy")
+    result = SandboxResult(enforced=enforced, missing=missing)
+    _warn_missing(missing, reason)
+
+    rlimits = limits.rlimits()
+
+    def prepare_child():
+        cgroups.join()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        apply_rlimits(rlimits)
+
+    try:
+        if on_start:
+            on_start(result)
+        status = _wait(argv, preexec=prepare_child, env=env, cwd=scratch, result=result)
+        if status < 0:
+            result.signal = -status
+        else:
+            result.exit_code = status
+        result.oom_kills = cgroups.oom_kills()
+        result.memory_peak_bytes = cgroups.memory_peak()
+        return result
+    finally:
+        cgroups.remove()
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _wait(command, preexec, env, result, cwd=None):
+    """Start ``command`` and wait for it, passing SIGTERM on and ignoring SIGINT; return its returncode."""
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process = subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd)
+
+    def forward(signum, frame):
+        process.send_signal(signum)
+
+    previous_term = signal.signal(signal.SIGTERM, forward)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}

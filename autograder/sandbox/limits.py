@@ -1,0 +1,98 @@
+"""Resource limits of a sandboxed process and the environment variables that override them."""
+
+import os
+import resource
+from dataclasses import dataclass, fields
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# Prefix of the environment variables that override a field, e.g. AUTOGRADER_SANDBOX_MEMORY_BYTES.
+ENV_PREFIX = "AUTOGRADER_SANDBOX_"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Limits for one sandboxed process tree. A value of 0 leaves that limit unset.
+
+    Sizes are in bytes, times in seconds. The defaults were measured on the solution notebook with
+    torch 2.14.1+cu130 on x86_64: importing torch maps about 3.5 GB of virtual memory with 0.7 GB
+    resident, and the notebook's peak was about 4.6 GB virtual and 2.6 GB resident.
+    """
+
+    # RLIMIT_AS of each process. Exceeding it makes an allocation fail (MemoryError in Python,
+    # RuntimeError in torch) instead of killing the kernel.
+    address_space_bytes: int = 8 * GIB
+    # Memory cgroup limit of the whole process tree, resident memory and page cache. Exceeding it
+    # makes the kernel's OOM killer kill a process of the tree, usually the Jupyter kernel.
+    memory_bytes: int = 6 * GIB
+    # RLIMIT_NPROC of the sandbox uid (processes and threads), and the pids cgroup limit.
+    processes: int = 256
+    # RLIMIT_FSIZE: the largest file that a process may write.
+    file_size_bytes: int = 1 * GIB
+    # RLIMIT_NOFILE: open file descriptors per process.
+    open_files: int = 1024
+    # RLIMIT_CPU of each process. At the limit the kernel sends SIGXCPU, which ends the process.
+    cpu_seconds: int = 3600
+    # Size of the tmpfs that holds the copy of the working directory.
+    scratch_bytes: int = 1 * GIB
+    # Sizes of the private /tmp and /dev/shm.
+    tmp_bytes: int = 512 * MIB
+    shm_bytes: int = 256 * MIB
+
+    @classmethod
+    def from_environment(cls, environ=None):
+        """Return the defaults with each field overridden by ``AUTOGRADER_SANDBOX_<FIELD>`` when set.
+
+        Raises ValueError, naming the variable, when a value is not a non-negative integer.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            name = ENV_PREFIX + field.name.upper()
+            if name not in environ:
+                continue
+            try:
+                value = int(environ[name])
+            except ValueError:
+                value = -1
+            if value < 0:
+                raise ValueError(f"{name}={environ[name]!r} is invalid: expected a non-negative integer")
+            values[field.name] = value
+        return cls(**values)
+
+    def rlimits(self):
+        """Return the rlimit values by the names that ``init.RLIMIT_NAMES`` and ``apply_rlimits`` use."""
+        candidates = {
+            "address_space": self.address_space_bytes,
+            "processes": self.processes,
+            "file_size": self.file_size_bytes,
+            "open_files": self.open_files,
+            "cpu_seconds": self.cpu_seconds,
+            "core_size": 0,
+        }
+        return {name: value for name, value in candidates.items() if value or name == "core_size"}
+
+
+RLIMITS = {
+    "address_space": resource.RLIMIT_AS,
+    "processes": resource.RLIMIT_NPROC,
+    "file_size": resource.RLIMIT_FSIZE,
+    "open_files": resource.RLIMIT_NOFILE,
+    "cpu_seconds": resource.RLIMIT_CPU,
+    "core_size": resource.RLIMIT_CORE,
+}
+
+
+def apply_rlimits(values):
+    """Lower the soft and hard limits of this process to ``values``; never raise a limit.
+
+    A limit that is already lower stays. Used in the child between fork and exec when there are
+    no namespaces, so it must not log.
+    """
+    for name, value in values.items():
+        kind = RLIMITS[name]
+        soft, hard = resource.getrlimit(kind)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(kind, (value, value))
