@@ -19,6 +19,9 @@ import shutil
 import sys
 import tempfile
 
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 import autograder
@@ -154,6 +157,22 @@ def _write_json(path, value):
     os.replace(temporary, path)
 
 
+# Largest message that the grader accepts from a kernel. ZeroMQ drops the connection on a larger
+# message (ZMQ_MAXMSGSIZE), so one huge print cannot fill the grader's memory; the connection is
+# made again at once and later messages arrive, but the large message is lost without a note.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class SandboxKernelClient(AsyncKernelClient):
+    """``AsyncKernelClient`` whose sockets reject messages larger than ``MAX_MESSAGE_BYTES``."""
+
+    def _context_default(self):
+        self._created_context = True
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        return context
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """``AsyncKernelManager`` that talks to the kernel over unix sockets in a new directory per kernel.
 
@@ -161,8 +180,11 @@ class SandboxKernelManager(AsyncKernelManager):
     ``BoundedExecute`` starts; the ipc transport works for unsandboxed kernels too.
     """
 
+    client_class = "autograder.sandbox.kernel.SandboxKernelClient"
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.client_factory = SandboxKernelClient
         self._ipc_dir = tempfile.mkdtemp(prefix="autograder-ipc-")
         self.transport = "ipc"
         self.ip = os.path.join(self._ipc_dir, "kernel")
