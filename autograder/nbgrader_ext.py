@@ -263,6 +263,9 @@ class BoundedExecute(Execute):
             )
         return kc
 
+    # nbclient binds its synchronous wrappers to its own coroutines, so they are bound again here.
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         self._cell_index = cell_index
         self._cell_output_chars = 0
@@ -275,7 +278,6 @@ class BoundedExecute(Execute):
                 break
         return cell
 
-    # nbclient binds the synchronous wrapper to its own coroutine, so it is bound again here.
     execute_cell = run_sync(async_execute_cell)
 
     def preprocess_cell(self, cell, resources, index):

@@ -27,7 +27,6 @@ import resource
 import shutil
 import signal
 import socket
-import stat
 import struct
 import sys
 
@@ -188,8 +187,8 @@ def exec_command(spec):
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl PDEATHSIG")
-        for name, value in spec["rlimits"].items():
-            resource.setrlimit(RLIMIT_NAMES[name], (value, value))
+        for name, (soft, hard) in spec["rlimits"].items():
+            resource.setrlimit(RLIMIT_NAMES[name], (soft, hard))
         os.setgroups([])
         os.setresgid(spec["gid"], spec["gid"], spec["gid"])
         os.setresuid(spec["uid"], spec["uid"], spec["uid"])
@@ -202,7 +201,7 @@ def exec_command(spec):
     os._exit(127)
 
 
-def supervise(child, status_file):
+def supervise(child):
     """Reap every process of the namespace; return the wait status of ``child`` when it exits."""
     while True:
         try:
@@ -222,7 +221,6 @@ def main():
 
     # SIGINT goes to the whole process group; only the command acts on it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    forward = {}
     try:
         build_root(spec)
         if spec.get("network_namespace"):
@@ -245,9 +243,9 @@ def main():
             pass
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        forward[signum] = signal.signal(signum, forward_signal)
+        signal.signal(signum, forward_signal)
 
-    status = supervise(child, status_file)
+    status = supervise(child)
     result = {}
     if status is not None:
         if os.WIFSIGNALED(status):

@@ -7,6 +7,9 @@ from dataclasses import dataclass, fields
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
+# Seconds between the soft RLIMIT_CPU (SIGXCPU) and the hard one (SIGKILL).
+CPU_GRACE_SECONDS = 5
+
 # Prefix of the environment variables that override a field, e.g. AUTOGRADER_SANDBOX_MEMORY_BYTES.
 ENV_PREFIX = "AUTOGRADER_SANDBOX_"
 
@@ -32,7 +35,8 @@ class SandboxLimits:
     file_size_bytes: int = 1 * GIB
     # RLIMIT_NOFILE: open file descriptors per process.
     open_files: int = 1024
-    # RLIMIT_CPU of each process. At the limit the kernel sends SIGXCPU, which ends the process.
+    # RLIMIT_CPU of each process. At this soft limit the kernel sends SIGXCPU, which ends the
+    # process; the hard limit, CPU_GRACE_SECONDS later, sends SIGKILL.
     cpu_seconds: int = 3600
     # Size of the tmpfs that holds the copy of the working directory.
     scratch_bytes: int = 1 * GIB
@@ -62,16 +66,22 @@ class SandboxLimits:
         return cls(**values)
 
     def rlimits(self):
-        """Return the rlimit values by the names that ``init.RLIMIT_NAMES`` and ``apply_rlimits`` use."""
+        """Return ``{name: [soft, hard]}`` by the names that ``init.RLIMIT_NAMES`` and ``apply_rlimits`` use.
+
+        Core dumps are always off. A field of 0 is left out.
+        """
         candidates = {
             "address_space": self.address_space_bytes,
             "processes": self.processes,
             "file_size": self.file_size_bytes,
             "open_files": self.open_files,
             "cpu_seconds": self.cpu_seconds,
-            "core_size": 0,
         }
-        return {name: value for name, value in candidates.items() if value or name == "core_size"}
+        values = {name: [value, value] for name, value in candidates.items() if value}
+        if "cpu_seconds" in values:
+            values["cpu_seconds"][1] += CPU_GRACE_SECONDS
+        values["core_size"] = [0, 0]
+        return values
 
 
 RLIMITS = {
@@ -90,9 +100,9 @@ def apply_rlimits(values):
     A limit that is already lower stays. Used in the child between fork and exec when there are
     no namespaces, so it must not log.
     """
-    for name, value in values.items():
+    for name, (soft, hard) in values.items():
         kind = RLIMITS[name]
-        soft, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(kind, (value, value))
+        current_hard = resource.getrlimit(kind)[1]
+        if current_hard != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        resource.setrlimit(kind, (soft, hard))
