@@ -151,14 +151,18 @@ def build_root(spec):
 
 
 def copy_working_directory(spec, new_root):
-    """Mount a tmpfs at the working directory's own path and copy the real directory into it."""
+    """Mount a tmpfs at the working directory's own path and copy the real directory into it.
+
+    Names that match a glob pattern of ``spec["cwd_ignore"]`` are not copied.
+    """
     cwd = spec["cwd"]
     target = new_root + cwd
     os.makedirs(target, exist_ok=True)
     mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=700,size={spec['scratch_bytes']}")
     if spec.get("copy_cwd") and os.path.isdir(cwd):
         try:
-            shutil.copytree(cwd, target, dirs_exist_ok=True, symlinks=True)
+            ignore = shutil.ignore_patterns(*spec.get("cwd_ignore", ()))
+            shutil.copytree(cwd, target, dirs_exist_ok=True, symlinks=True, ignore=ignore)
         except (OSError, shutil.Error) as error:
             # A submission folder larger than the scratch tmpfs is copied in part.
             print(f"[sandbox] copying {cwd} into the scratch directory failed: {error}", file=sys.stderr)

@@ -35,6 +35,10 @@ DATA_DIR_VARIABLE = "ASSIGNMENT_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.cache/vgg11-assignment/data"
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
+# nbgrader runs the kernel in autograded/<student>/<assignment>/, where it has already written the
+# notebook with the hidden tests put back, so notebooks are left out of the kernel's scratch copy.
+SCRATCH_IGNORE = ("*.ipynb", ".ipynb_checkpoints")
+
 # Writable locations inside the sandbox, all on its private /tmp.
 SANDBOX_HOME = "/tmp"
 SANDBOX_DATA_DIR = "/tmp/fashion-mnist"
@@ -134,6 +138,7 @@ def launch_kernel(connection_file, kernel_arguments):
         result = run_sandboxed(
             argv,
             cwd=os.getcwd(),
+            cwd_ignore=SCRATCH_IGNORE,
             readable=readable,
             writable=writable,
             env=env,

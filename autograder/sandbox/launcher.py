@@ -138,6 +138,7 @@ def run_sandboxed(
     *,
     cwd=None,
     copy_cwd=True,
+    cwd_ignore=(),
     readable=(),
     writable=(),
     limits=None,
@@ -150,7 +151,8 @@ def run_sandboxed(
 
     ``cwd`` becomes a scratch copy: with namespaces a size-limited tmpfs at the same absolute
     path, else a temporary directory (then the command sees another path). The copy is discarded
-    afterwards, so the real ``cwd`` never changes. ``copy_cwd=False`` starts with it empty.
+    afterwards, so the real ``cwd`` never changes. ``copy_cwd=False`` starts with it empty, and
+    names that match a glob pattern of ``cwd_ignore`` are not copied.
     ``readable`` paths are bound read-only and ``writable`` paths read-write, each at its own
     absolute path. The Python install that runs this function is always readable.
     ``network=True`` keeps the host network (used when the caller must reach the command over TCP).
@@ -165,8 +167,10 @@ def run_sandboxed(
     env = dict(os.environ if env is None else env)
     support = probe_support()
     if support.namespaces:
-        return _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, network, uid, on_start)
-    return _run_with_rlimits(argv, cwd, copy_cwd, limits, env, support.reason, on_start)
+        return _run_in_namespaces(
+            argv, cwd, copy_cwd, cwd_ignore, readable, writable, limits, env, network, uid, on_start
+        )
+    return _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, support.reason, on_start)
 
 
 def _warn_missing(missing, reason):
@@ -182,7 +186,7 @@ def _warn_missing(missing, reason):
         )
 
 
-def _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, network, uid, on_start):
+def _run_in_namespaces(argv, cwd, copy_cwd, cwd_ignore, readable, writable, limits, env, network, uid, on_start):
     uid = sandbox_uid() if uid is None else uid
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes)
     workdir = tempfile.mkdtemp(prefix="autograder-sandbox-")
@@ -211,6 +215,7 @@ def _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, net
             "writable": [os.path.abspath(path) for path in writable],
             "cwd": os.path.abspath(cwd) if cwd else None,
             "copy_cwd": copy_cwd,
+            "cwd_ignore": list(cwd_ignore),
             "uid": uid,
             "gid": uid,
             "rlimits": limits.rlimits(),
@@ -247,7 +252,7 @@ def _run_in_namespaces(argv, cwd, copy_cwd, readable, writable, limits, env, net
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_with_rlimits(argv, cwd, copy_cwd, limits, env, reason, on_start):
+def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_start):
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes) if os.geteuid() == 0 else SandboxCgroups(0, 0)
     enforced = ["rlimits"]
     missing = ["network", "filesystem", "pid_namespace", "user"]
@@ -257,7 +262,8 @@ def _run_with_rlimits(argv, cwd, copy_cwd, limits, env, reason, on_start):
     if cwd:
         scratch = tempfile.mkdtemp(prefix="autograder-scratch-")
         if copy_cwd:
-            shutil.copytree(cwd, scratch, dirs_exist_ok=True, symlinks=True)
+            ignore = shutil.ignore_patterns(*cwd_ignore)
+            shutil.copytree(cwd, scratch, dirs_exist_ok=True, symlinks=True, ignore=ignore)
         enforced.append("scratch_copy")
     result = SandboxResult(enforced=enforced, missing=missing)
     _warn_missing(missing, reason)

@@ -42,6 +42,8 @@ def course(tmp_path, monkeypatch):
     submission = root / "autograded" / "student" / "Assignment1"
     submission.mkdir(parents=True)
     (submission / "data.txt").write_text("original", encoding="utf-8")
+    # nbgrader writes the notebook with its hidden tests into the kernel's folder before running it.
+    (submission / "Assignment1_blank.ipynb").write_text(SECRET, encoding="utf-8")
     handin = tmp_path / "handin"
     handin.mkdir()
     monkeypatch.setenv("AUTOGRADER_HANDIN_DIR", str(handin))
@@ -125,6 +127,7 @@ def test_sandbox_hides_course_files(course):
         "course_root": root,
         "root_home": Path("/root"),
         "nbgrader_config": REPO_ROOT / "nbgrader_config.py",
+        "own_notebook": course["submission"] / "Assignment1_blank.ipynb",
     }
     source = (
         "import json, os\n"
@@ -140,7 +143,7 @@ def test_sandbox_hides_course_files(course):
     notebook = run_cells([source], course["submission"])
     result = json.loads(stdout(notebook.cells[0]))
     assert SECRET not in json.dumps(result)
-    for name in ("source", "gradebook", "other_student", "nbgrader_config"):
+    for name in ("source", "gradebook", "other_student", "nbgrader_config", "own_notebook"):
         assert result[name] in ("FileNotFoundError", "PermissionError"), (name, result[name])
     assert "gradebook.db" not in result["course_root"]
     assert result["root_home"] == "PermissionError" or ".bashrc" not in result["root_home"]
