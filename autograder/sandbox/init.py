@@ -8,7 +8,7 @@ file written by the launcher (see ``launcher._build_spec`` for its keys).
 Steps:
 1. Mount a tmpfs as the new root and bind the allowed paths into it at their own absolute paths:
    system directories and ``readable`` paths read-only, ``writable`` paths read-write, a fresh
-   ``/proc``, a minimal ``/dev`` and a private ``/tmp``. The working directory becomes a size-limited
+   ``/proc``, a minimal ``/dev`` and a private ``/tmp`` with a copy of each of ``copies``. The working directory becomes a size-limited
    tmpfs that holds a copy of the real working directory. Then ``pivot_root`` into it.
 2. Bring up the loopback interface of the new network namespace.
 3. Fork the command: it gets the resource limits, the sandbox uid and gid, no supplementary groups,
@@ -131,6 +131,9 @@ def build_root(spec):
     os.makedirs(new_root + "/tmp", exist_ok=True)
     mount("tmpfs", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={spec['tmp_bytes']}")
 
+    for source, target in spec.get("copies", ()):
+        copy_in(source, new_root + target, spec["uid"])
+
     # Shorter paths first, so that a path nested in another is mounted on top of it.
     for path in sorted(spec["readable"], key=len):
         if os.path.exists(path):
@@ -150,6 +153,23 @@ def build_root(spec):
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def copy_in(source, target, uid):
+    """Copy ``source`` to ``target`` (a path in the new root's /tmp) and give it to ``uid``."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.isdir(source):
+        shutil.copytree(source, target, symlinks=True)
+    else:
+        shutil.copy2(source, target)
+    chown_tree(target, uid)
+
+
+def chown_tree(path, uid):
+    os.lchown(path, uid, uid)
+    for directory, subdirectories, files in os.walk(path):
+        for name in subdirectories + files:
+            os.lchown(os.path.join(directory, name), uid, uid)
+
+
 def copy_working_directory(spec, new_root):
     """Mount a tmpfs at the working directory's own path and copy the real directory into it.
 
@@ -166,9 +186,7 @@ def copy_working_directory(spec, new_root):
         except (OSError, shutil.Error) as error:
             # A submission folder larger than the scratch tmpfs is copied in part.
             print(f"[sandbox] copying {cwd} into the scratch directory failed: {error}", file=sys.stderr)
-    for directory, subdirectories, files in os.walk(target):
-        for name in [directory] + [os.path.join(directory, entry) for entry in subdirectories + files]:
-            os.lchown(name, spec["uid"], spec["gid"])
+    chown_tree(target, spec["uid"])
 
 
 def pivot_root(new_root, put_old):

@@ -14,6 +14,7 @@ protections when the kernel starts, and how the kernel ended when it exits (``ex
 """
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -26,6 +27,8 @@ from jupyter_client.manager import AsyncKernelManager
 
 import autograder
 from autograder.sandbox.launcher import probe_support, run_sandboxed, sandbox_uid
+
+log = logging.getLogger(__name__)
 
 KERNEL_NAME = "vgg11-sandbox"
 HANDIN_DIR_VARIABLE = "AUTOGRADER_HANDIN_DIR"
@@ -42,6 +45,7 @@ SCRATCH_IGNORE = ("*.ipynb", ".ipynb_checkpoints")
 # Writable locations inside the sandbox, all on its private /tmp.
 SANDBOX_HOME = "/tmp"
 SANDBOX_DATA_DIR = "/tmp/fashion-mnist"
+SANDBOX_TORCH_HOME = "/tmp/torch"
 
 
 def status_path(connection_file):
@@ -73,6 +77,26 @@ def _data_dir():
 def _data_is_unpacked(data_dir):
     raw = os.path.join(data_dir, "FashionMNIST", "raw")
     return all(os.path.isfile(os.path.join(raw, name)) for name in RAW_FILES)
+
+
+def _readable_by_others(directory):
+    """Return whether any uid can list ``directory`` and read every file in it."""
+    if os.stat(directory).st_mode & 0o005 != 0o005:
+        return False
+    for entry in os.scandir(directory):
+        if entry.is_file() and not entry.stat().st_mode & 0o004:
+            return False
+    return True
+
+
+def _warn_copy(directory):
+    log.warning(
+        "샌드박스 사용자가 %s 의 파일을 읽을 수 없어 kernel마다 사본을 만듭니다. "
+        "`chmod -R o+rX %s` 로 권한을 주면 복사하지 않습니다. / "
+        "The sandbox user cannot read the files in %s, so each kernel gets a copy. "
+        "`chmod -R o+rX %s` avoids the copy.",
+        directory, directory, directory, directory,
+    )
 
 
 def _chown_tree(path, uid):
@@ -110,17 +134,32 @@ def launch_kernel(connection_file, kernel_arguments):
         env = dict(os.environ)
         package_dir = os.path.dirname(os.path.abspath(autograder.__file__))
         env["PYTHONPATH"] = os.path.dirname(package_dir)
+        readable = [package_dir]
+        copies = []
         hub_dir = _torch_hub_dir()
+        checkpoints = os.path.join(hub_dir, "checkpoints")
         env["TORCH_HOME"] = os.path.dirname(hub_dir)
-        readable = [package_dir, os.path.join(hub_dir, "checkpoints")]
-        data_dir = _data_dir()
-        if namespaces and not _data_is_unpacked(data_dir):
-            # find_fashion_mnist unpacks into the data directory, which is read-only in the
-            # sandbox, so each kernel unpacks its own copy, for example from the Debian package.
-            env[DATA_DIR_VARIABLE] = SANDBOX_DATA_DIR
+        if namespaces and os.path.isdir(checkpoints) and not _readable_by_others(checkpoints):
+            _warn_copy(checkpoints)
+            env["TORCH_HOME"] = SANDBOX_TORCH_HOME
+            copies.append((checkpoints, SANDBOX_TORCH_HOME + "/hub/checkpoints"))
         else:
+            readable.append(checkpoints)
+
+        data_dir = _data_dir()
+        raw_dir = os.path.join(data_dir, "FashionMNIST", "raw")
+        if not namespaces:
+            env[DATA_DIR_VARIABLE] = data_dir
+        elif _data_is_unpacked(data_dir) and _readable_by_others(raw_dir):
             env[DATA_DIR_VARIABLE] = data_dir
             readable.append(data_dir)
+        else:
+            # find_fashion_mnist writes into a data directory that is not unpacked yet, so the
+            # kernel unpacks its own copy into its /tmp, for example from the Debian package.
+            env[DATA_DIR_VARIABLE] = SANDBOX_DATA_DIR
+            if _data_is_unpacked(data_dir):
+                _warn_copy(raw_dir)
+                copies.append((raw_dir, SANDBOX_DATA_DIR + "/FashionMNIST/raw"))
         # ipykernel exits when its parent process changes. In the pid namespace its parent is
         # process 1, which ipykernel accepts only as JPY_PARENT_PID=1 (ipykernel 7.4, kernelapp.py).
         env["JPY_PARENT_PID"] = "1" if namespaces else str(os.getpid())
@@ -141,6 +180,7 @@ def launch_kernel(connection_file, kernel_arguments):
             cwd_ignore=SCRATCH_IGNORE,
             readable=readable,
             writable=writable,
+            copies=copies,
             env=env,
             network=tcp,
             uid=uid,

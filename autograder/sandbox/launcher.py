@@ -141,6 +141,7 @@ def run_sandboxed(
     cwd_ignore=(),
     readable=(),
     writable=(),
+    copies=(),
     limits=None,
     env=None,
     network=False,
@@ -157,7 +158,10 @@ def run_sandboxed(
     absolute path. The Python install that runs this function is always readable.
     ``network=True`` keeps the host network (used when the caller must reach the command over TCP).
     ``uid`` is the sandbox uid and gid (default ``UID_BASE`` + this pid). ``writable`` paths are
-    not chowned, so the caller makes them writable for that uid.
+    not chowned, so the caller makes them writable for that uid. ``copies`` lists
+    ``(source, target)`` pairs: each source is copied as root to ``target`` under ``/tmp`` and given
+    to the sandbox uid, for files that the uid could not read where they are. Without namespaces,
+    ``copies`` are ignored and the command reads the sources where they are.
     ``on_start(result)`` is called once the protections are known and before the command runs.
 
     SIGINT is ignored in this process and reaches the command through the process group, as
@@ -168,7 +172,7 @@ def run_sandboxed(
     support = probe_support()
     if support.namespaces:
         return _run_in_namespaces(
-            argv, cwd, copy_cwd, cwd_ignore, readable, writable, limits, env, network, uid, on_start
+            argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start
         )
     return _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, support.reason, on_start)
 
@@ -186,7 +190,9 @@ def _warn_missing(missing, reason):
         )
 
 
-def _run_in_namespaces(argv, cwd, copy_cwd, cwd_ignore, readable, writable, limits, env, network, uid, on_start):
+def _run_in_namespaces(
+    argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start
+):
     uid = sandbox_uid() if uid is None else uid
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes)
     workdir = tempfile.mkdtemp(prefix="autograder-sandbox-")
@@ -213,6 +219,7 @@ def _run_in_namespaces(argv, cwd, copy_cwd, cwd_ignore, readable, writable, limi
             "system_paths": list(SYSTEM_PATHS),
             "readable": _visible_paths(list(readable) + python_paths()),
             "writable": [os.path.abspath(path) for path in writable],
+            "copies": [[os.path.abspath(source), target] for source, target in copies],
             "cwd": os.path.abspath(cwd) if cwd else None,
             "copy_cwd": copy_cwd,
             "cwd_ignore": list(cwd_ignore),
@@ -220,7 +227,8 @@ def _run_in_namespaces(argv, cwd, copy_cwd, cwd_ignore, readable, writable, limi
             "gid": uid,
             "rlimits": limits.rlimits(),
             "scratch_bytes": limits.scratch_bytes,
-            "tmp_bytes": limits.tmp_bytes,
+            # The copies go to /tmp, which grows by their size.
+            "tmp_bytes": limits.tmp_bytes + sum(_size(source) for source, _ in copies),
             "shm_bytes": limits.shm_bytes,
             "network_namespace": not network,
             "argv": list(argv),
@@ -313,6 +321,15 @@ def _wait(command, preexec, env, cwd=None):
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGINT, previous_int)
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    for directory, _, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(directory, name)) for name in files)
+    return total
 
 
 def _read_json(path):

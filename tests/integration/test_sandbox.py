@@ -316,3 +316,15 @@ def test_without_namespaces_limits_still_apply(course, monkeypatch, capfd):
     # One warning per kernel start: the first kernel and the one restarted after the kill.
     assert len(warnings) == 2, warnings
     assert "AUTOGRADER_SANDBOX_NAMESPACES=off" in warnings[0]
+
+
+@needs_namespaces
+def test_unreadable_weights_copied_in(course, tmp_path, monkeypatch):
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "weights.pth").write_text("weights", encoding="utf-8")
+    (checkpoints / "weights.pth").chmod(0o600)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    source = "import os\nprint(open(os.path.join(os.environ['TORCH_HOME'], 'hub', 'checkpoints', 'weights.pth')).read())"
+    notebook = run_cells([source], course["submission"])
+    assert stdout(notebook.cells[0]) == "weights\n", notebook.cells[0].outputs
