@@ -11,7 +11,7 @@ Each event is a dict ``{"cell": <grade_id or cell index>, "kind": <KIND>, "detai
 - ``cpu_time_limit``: the kernel used up RLIMIT_CPU and was ended with SIGXCPU.
 - ``output_truncated``: the cell's outputs went over ``BoundedExecute.max_output_chars``.
 
-``nb.metadata["autograder"]["sandbox"]`` holds the enforced and missing protections of the
+``nb.metadata["autograder"]["sandbox"]`` contains the enforced and missing protections of the
 first kernel (see ``autograder.sandbox.kernel``).
 """
 

@@ -4,9 +4,9 @@ With root and util-linux ``unshare``, a sandboxed command runs
 - in new network (loopback only), mount and pid namespaces;
 - as uid and gid ``UID_BASE`` + the launcher's pid, without supplementary groups and with
   ``PR_SET_NO_NEW_PRIVS``;
-- on a tmpfs root that contains only the system directories, the Python install, the paths the
-  caller lists as readable (read-only) or writable, a private ``/tmp`` and ``/dev/shm``, and a
-  scratch copy of the working directory at its own path;
+- on a tmpfs root that contains only the system directories, the Python install, and the paths
+  that the caller lists as readable (read-only) or writable. It also has a private ``/tmp`` and
+  ``/dev/shm``, and a scratch copy of the working directory at its own path;
 - with the rlimits and cgroup limits of ``SandboxLimits``.
 Without root or namespaces, only the rlimits (and the cgroups, when writable) and the scratch copy
 apply, and one warning names the protections that are off.

@@ -6,10 +6,11 @@ with the standard library only and ignores PYTHONPATH and the user's site-packag
 file written by the launcher (see ``launcher._build_spec`` for its keys).
 
 Steps:
-1. Mount a tmpfs as the new root and bind the allowed paths into it at their own absolute paths:
-   system directories and ``readable`` paths read-only, ``writable`` paths read-write, a fresh
-   ``/proc``, a minimal ``/dev`` and a private ``/tmp`` with a copy of each of ``copies``. The working directory becomes a size-limited
-   tmpfs that holds a copy of the real working directory. Then ``pivot_root`` into it.
+1. Mount a tmpfs as the new root and bind the allowed paths into it at their own absolute paths.
+   System directories and ``readable`` paths are read-only and ``writable`` paths read-write. A
+   fresh ``/proc``, a minimal ``/dev`` and a private ``/tmp`` with each of ``copies`` are added.
+   The working directory becomes a size-limited tmpfs with a copy of the real working directory.
+   Then ``pivot_root`` into it.
 2. Bring up the loopback interface of the new network namespace.
 3. Fork the command: it gets the resource limits, the sandbox uid and gid, no supplementary groups,
    ``PR_SET_NO_NEW_PRIVS`` and ``SIGKILL`` when this process dies, then ``execve``.
@@ -106,7 +107,7 @@ def build_root(spec):
     new_root = spec["root"]
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=16m")
 
-    # Merged-/usr systems have /bin -> usr/bin and so on; recreate those links instead of binding.
+    # Merged-/usr systems have links such as /bin -> usr/bin, which are recreated instead of bound.
     for path in spec["system_paths"]:
         if os.path.islink(path):
             os.symlink(os.readlink(path), new_root + path)

@@ -6,7 +6,7 @@ and ``$AUTOGRADER_HANDIN_DIR`` read-write.
 
 A network namespace has only its own loopback, so ZeroMQ over TCP cannot reach the kernel.
 ``SandboxKernelManager`` therefore uses the ipc transport (unix sockets) in a new directory per
-kernel. With a TCP connection file the launcher keeps the host network and says so.
+kernel. With a TCP connection file the launcher keeps the host network and logs that network isolation is off.
 
 The launcher writes ``<connection file without .json>-sandbox.json``: the enforced and missing
 protections when the kernel starts, and how the kernel ended when it exits (``exit_code`` or
@@ -26,7 +26,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 import autograder
-from autograder.sandbox.launcher import probe_support, run_sandboxed, sandbox_uid
+from autograder.sandbox.launcher import make_private_dir, probe_support, run_sandboxed, sandbox_uid
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +107,15 @@ def _chown_tree(path, uid):
 
 
 def launch_kernel(connection_file, kernel_arguments):
-    """Run ipykernel for ``connection_file`` in the sandbox until it exits; return an exit code."""
+    """Run ipykernel for ``connection_file`` in the sandbox until it exits, and return its exit code."""
     with open(connection_file, encoding="utf-8") as handle:
         connection = json.load(handle)
 
     namespaces = probe_support().namespaces
     uid = sandbox_uid()
-    runtime_dir = tempfile.mkdtemp(prefix="autograder-kernel-")
+    runtime_dir = make_private_dir("kernel")
     try:
-        # The connection file is 0600 and owned by the grader; the kernel gets its own copy.
+        # The connection file is 0600 and owned by the grader, so the kernel gets its own copy.
         kernel_connection_file = os.path.join(runtime_dir, "connection.json")
         shutil.copyfile(connection_file, kernel_connection_file)
         os.chmod(kernel_connection_file, 0o400)
@@ -203,7 +203,7 @@ def _write_json(path, value):
 
 
 # Largest message that the grader accepts from a kernel. ZeroMQ drops the connection on a larger
-# message (ZMQ_MAXMSGSIZE), so one huge print cannot fill the grader's memory; the connection is
+# message (ZMQ_MAXMSGSIZE), so one huge print cannot fill the grader's memory. The connection is
 # made again at once and later messages arrive, but the large message is lost without a note.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

@@ -99,6 +99,21 @@ def sandbox_uid():
     return UID_BASE + os.getpid()
 
 
+def make_private_dir(kind):
+    """Create a 0700 directory ``autograder-<kind>-<pid>-*`` in the temporary directory.
+
+    First removes those of launchers that no longer run, which a SIGKILL (jupyter_client kills a
+    kernel's whole process group) leaves behind.
+    """
+    prefix = f"autograder-{kind}-"
+    temporary = tempfile.gettempdir()
+    for entry in os.listdir(temporary):
+        pid = entry[len(prefix):].split("-", 1)[0]
+        if entry.startswith(prefix) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(temporary, entry), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
 def python_paths():
     """Return the paths that the running Python needs: the venv, the base install and their real paths."""
     paths = []
@@ -195,7 +210,7 @@ def _run_in_namespaces(
 ):
     uid = sandbox_uid() if uid is None else uid
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes)
-    workdir = tempfile.mkdtemp(prefix="autograder-sandbox-")
+    workdir = make_private_dir("sandbox")
     enforced = ["filesystem", "pid_namespace", "user", "rlimits"]
     if cwd:
         enforced.append("scratch_copy")
@@ -244,7 +259,10 @@ def _run_in_namespaces(
         command = unshare + [sys.executable, "-I", "-S", INIT_SCRIPT, spec_path]
         if on_start:
             on_start(result)
-        returncode = _wait(command, preexec=cgroups.join, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        # unshare --fork ignores SIGTERM while it waits (util-linux 2.38), so SIGTERM kills it, and
+        # --kill-child then kills process 1 of the namespace and with it every process inside.
+        path_only = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        returncode = _wait(command, preexec=cgroups.join, env=path_only, kill_on_term=True)
 
         status = _read_json(spec["status_file"])
         if not status:
@@ -268,7 +286,7 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
         (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
     scratch = None
     if cwd:
-        scratch = tempfile.mkdtemp(prefix="autograder-scratch-")
+        scratch = make_private_dir("scratch")
         if copy_cwd:
             ignore = shutil.ignore_patterns(*cwd_ignore)
             shutil.copytree(cwd, scratch, dirs_exist_ok=True, symlinks=True, ignore=ignore)
@@ -300,11 +318,12 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wait(command, preexec, env, cwd=None):
-    """Start ``command`` and wait for it; return its returncode.
+def _wait(command, preexec, env, cwd=None, kill_on_term=False):
+    """Start ``command`` and wait for it, and return its returncode.
 
-    In the main thread, SIGINT is ignored and SIGTERM is passed on to ``command`` meanwhile. Python
-    lets only the main thread set signal handlers, so other threads leave them as they are.
+    In the main thread, SIGINT is ignored meanwhile, and SIGTERM is passed on to ``command``, or
+    becomes SIGKILL with ``kill_on_term``. Python lets only the main thread set signal handlers,
+    so other threads leave them as they are.
     """
     if threading.current_thread() is not threading.main_thread():
         return subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd).wait()
@@ -313,7 +332,10 @@ def _wait(command, preexec, env, cwd=None):
     process = subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd)
 
     def forward(signum, frame):
-        process.send_signal(signum)
+        if kill_on_term:
+            process.kill()
+        else:
+            process.send_signal(signum)
 
     previous_term = signal.signal(signal.SIGTERM, forward)
     try:
