@@ -222,7 +222,7 @@ def _run_in_namespaces(
             (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
     reason = "cgroup v1 hierarchy not writable" if any(name.endswith("cgroup") for name in missing) else ""
     if network:
-        reason = (reason + "; " if reason else "") + "the caller needs the host network"
+        reason = (reason + "; " if reason else "") + "the caller keeps the host network, as for a kernel with a TCP connection file"
     result = SandboxResult(enforced=enforced, missing=missing)
     _warn_missing(missing, reason)
 

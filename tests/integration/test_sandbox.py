@@ -328,3 +328,10 @@ def test_unreadable_weights_copied_in(course, tmp_path, monkeypatch):
     source = "import os\nprint(open(os.path.join(os.environ['TORCH_HOME'], 'hub', 'checkpoints', 'weights.pth')).read())"
     notebook = run_cells([source], course["submission"])
     assert stdout(notebook.cells[0]) == "weights\n", notebook.cells[0].outputs
+
+
+def test_notebook_timeout_recorded(course):
+    notebook = run_cells(["import time\ntime.sleep(30)", "print('next')"], course["submission"], notebook_timeout=3)
+    assert errors(notebook.cells[0])[-1]["ename"] == "CellTimeoutError"
+    assert limit_kinds(notebook)[0] == (0, "notebook_timeout")
+    assert stdout(notebook.cells[1]) == "next\n"
