@@ -162,6 +162,8 @@ def run_sandboxed(
     network=False,
     uid=None,
     on_start=None,
+    stdout=None,
+    stderr=None,
 ):
     """Run ``argv`` in a sandbox, wait for it and return a ``SandboxResult``.
 
@@ -178,6 +180,7 @@ def run_sandboxed(
     to the sandbox uid, for files that the uid could not read where they are. Without namespaces,
     ``copies`` are ignored and the command reads the sources where they are.
     ``on_start(result)`` is called once the protections are known and before the command runs.
+    ``stdout`` and ``stderr`` go to ``subprocess.Popen`` (default: this process's own).
 
     SIGINT is ignored in this process and reaches the command through the process group, as
     jupyter_client sends it. SIGTERM is passed on to the command.
@@ -187,9 +190,12 @@ def run_sandboxed(
     support = probe_support()
     if support.namespaces:
         return _run_in_namespaces(
-            argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start
+            argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start,
+            {"stdout": stdout, "stderr": stderr},
         )
-    return _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, support.reason, on_start)
+    return _run_with_rlimits(
+        argv, cwd, copy_cwd, cwd_ignore, limits, env, support.reason, on_start, {"stdout": stdout, "stderr": stderr}
+    )
 
 
 def _warn_missing(missing, reason):
@@ -206,7 +212,7 @@ def _warn_missing(missing, reason):
 
 
 def _run_in_namespaces(
-    argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start
+    argv, cwd, copy_cwd, cwd_ignore, readable, writable, copies, limits, env, network, uid, on_start, streams
 ):
     uid = sandbox_uid() if uid is None else uid
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes)
@@ -262,7 +268,7 @@ def _run_in_namespaces(
         # unshare --fork ignores SIGTERM while it waits (util-linux 2.38), so SIGTERM kills it, and
         # --kill-child then kills process 1 of the namespace and with it every process inside.
         path_only = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        returncode = _wait(command, preexec=cgroups.join, env=path_only, kill_on_term=True)
+        returncode = _wait(command, preexec=cgroups.join, env=path_only, streams=streams, kill_on_term=True)
 
         status = _read_json(spec["status_file"])
         if not status:
@@ -278,7 +284,10 @@ def _run_in_namespaces(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_start):
+def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_start, streams):
+    # TODO: as root without namespaces (a container without CAP_SYS_ADMIN) the command still runs as
+    # root. Switching to the sandbox uid needs a Python install that the uid can read, which a
+    # pyenv under /root (mode 700) is not.
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes) if os.geteuid() == 0 else SandboxCgroups(0, 0)
     enforced = ["rlimits"]
     missing = ["network", "filesystem", "pid_namespace", "user"]
@@ -304,7 +313,7 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
     try:
         if on_start:
             on_start(result)
-        status = _wait(argv, preexec=prepare_child, env=env, cwd=scratch)
+        status = _wait(argv, preexec=prepare_child, env=env, cwd=scratch, streams=streams)
         if status < 0:
             result.signal = -status
         else:
@@ -318,7 +327,7 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _wait(command, preexec, env, cwd=None, kill_on_term=False):
+def _wait(command, preexec, env, cwd=None, streams=None, kill_on_term=False):
     """Start ``command`` and wait for it, and return its returncode.
 
     In the main thread, SIGINT is ignored meanwhile, and SIGTERM is passed on to ``command``, or
@@ -326,10 +335,10 @@ def _wait(command, preexec, env, cwd=None, kill_on_term=False):
     so other threads leave them as they are.
     """
     if threading.current_thread() is not threading.main_thread():
-        return subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd).wait()
+        return subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd, **(streams or {})).wait()
 
     previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    process = subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd)
+    process = subprocess.Popen(command, preexec_fn=preexec, env=env, cwd=cwd, **(streams or {}))
 
     def forward(signum, frame):
         if kill_on_term:

@@ -284,6 +284,20 @@ def test_sandbox_status_in_metadata(course):
         assert {"network", "filesystem", "user"} <= set(sandbox["enforced"])
 
 
+def test_run_sandboxed_output_and_cwd(tmp_path):
+    (tmp_path / "input.txt").write_text("42", encoding="utf-8")
+    output = tmp_path / "output.txt"
+    with open(output, "w", encoding="utf-8") as handle:
+        result = run_sandboxed(
+            [sys.executable, "-c", "print(open('input.txt').read()); open('input.txt', 'w').write('changed')"],
+            cwd=str(tmp_path),
+            stdout=handle,
+        )
+    assert result.exit_code == 0
+    assert output.read_text(encoding="utf-8") == "42\n"
+    assert (tmp_path / "input.txt").read_text(encoding="utf-8") == "42"
+
+
 def test_run_sandboxed_exit_status(tmp_path):
     limits = SandboxLimits(address_space_bytes=2 * 2**30, cpu_seconds=1)
     spin = run_sandboxed([sys.executable, "-c", "while True: pass"], cwd=str(tmp_path), limits=limits)
