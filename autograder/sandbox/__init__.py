@@ -1,7 +1,7 @@
 """Sandbox for student code: the Jupyter kernel that grading uses, and other commands.
 
 With root and util-linux ``unshare``, a sandboxed command runs
-- in new network (loopback only), mount and pid namespaces;
+- in new network (loopback only), mount, pid and IPC namespaces;
 - as uid and gid ``UID_BASE`` + the launcher's pid, without supplementary groups and with
   ``PR_SET_NO_NEW_PRIVS``;
 - on a tmpfs root that contains only the system directories, the Python install, and the paths

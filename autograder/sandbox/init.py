@@ -1,7 +1,7 @@
 """Process 1 of a sandbox: build the file system view, drop privileges, run the command, reap.
 
 ``launcher.run_sandboxed`` starts this script as root through
-``unshare --net --mount --pid --fork --kill-child``, as ``python -I -S init.py SPEC``, so it runs
+``unshare --net --mount --pid --ipc --fork --kill-child``, as ``python -I -S init.py SPEC``, so it runs
 with the standard library only and ignores PYTHONPATH and the user's site-packages. SPEC is a JSON
 file written by the launcher (see ``launcher._build_spec`` for its keys).
 

@@ -1,7 +1,7 @@
 """Run a command in a sandbox: namespaces, a fresh uid, a scratch working directory and limits.
 
 ``run_sandboxed`` is the entry point. With root and a working ``unshare`` (util-linux) it runs the
-command through ``init.py`` in new network, mount and pid namespaces, as a uid and gid of its own,
+command through ``init.py`` in new network, mount, pid and IPC namespaces, as a uid and gid of its own,
 with only the listed paths visible. Without them it runs the command directly with the rlimits, in
 a scratch copy of the working directory, and logs one warning that names the protections that are off.
 """
@@ -86,7 +86,7 @@ def probe_support():
         _support_cache = _Support(False, "the unshare command (util-linux) was not found")
     else:
         probe = subprocess.run(
-            [unshare, "--net", "--mount", "--pid", "--fork", "true"], capture_output=True, text=True
+            [unshare, "--net", "--mount", "--pid", "--ipc", "--fork", "true"], capture_output=True, text=True
         )
         if probe.returncode == 0:
             _support_cache = _Support(True, "")
@@ -259,7 +259,7 @@ def _run_in_namespaces(
         with open(spec_path, "w", encoding="utf-8") as handle:
             json.dump(spec, handle)
 
-        unshare = [shutil.which("unshare"), "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private"]
+        unshare = [shutil.which("unshare"), "--mount", "--pid", "--ipc", "--fork", "--kill-child", "--propagation", "private"]
         if not network:
             unshare.insert(1, "--net")
         command = unshare + [sys.executable, "-I", "-S", INIT_SCRIPT, spec_path]

@@ -118,6 +118,15 @@ def test_sandbox_has_no_network(course, tcp_server):
 
 
 @needs_namespaces
+def test_sandbox_own_ipc_namespace(course):
+    source = "import os\nprint(os.readlink('/proc/self/ns/ipc'), os.readlink('/proc/self/ns/net'))"
+    notebook = run_cells([source], course["submission"])
+    inside = stdout(notebook.cells[0]).split()
+    assert inside[0] != os.readlink("/proc/self/ns/ipc")
+    assert inside[1] != os.readlink("/proc/self/ns/net")
+
+
+@needs_namespaces
 def test_sandbox_hides_course_files(course):
     root = course["root"]
     probes = {
