@@ -1,4 +1,9 @@
-"""Per-sandbox memory and pids cgroups (cgroup v1), nested under this process's own cgroups.
+"""Per-sandbox memory and pids cgroups, nested under this process's own cgroups.
+
+cgroup v1 is used where ``/sys/fs/cgroup/<controller>`` exists. On a cgroup v2-only machine the
+controllers must be enabled in the parent's ``cgroup.subtree_control``, which the kernel refuses
+(EBUSY) while the parent contains processes, so there the limits apply only below a delegated,
+empty parent, such as a systemd unit with ``Delegate=yes``.
 
 Each sandbox gets ``autograder-sandbox-<launcher pid>`` below the cgroup that the launcher is in,
 so the limits of any parent (a container, a CI job) still apply. The launcher removes the
@@ -13,6 +18,7 @@ import re
 log = logging.getLogger(__name__)
 
 CGROUP_V1_ROOT = "/sys/fs/cgroup"
+CGROUP_V2_ROOT = "/sys/fs/cgroup"
 NAME_PREFIX = "autograder-sandbox-"
 
 
@@ -25,9 +31,26 @@ def _own_cgroup(controller):
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if controller in controllers.split(","):
+        # The v2 line is "0::<path>", with an empty controller list.
+        if controller in controllers.split(",") and (controller or not controllers):
             return path
     return None
+
+
+def _v2_parent():
+    """Return this process's cgroup directory on a cgroup v2-only machine, or None."""
+    if not os.path.exists(os.path.join(CGROUP_V2_ROOT, "cgroup.controllers")):
+        return None
+    own = _own_cgroup("")
+    return None if own is None else os.path.join(CGROUP_V2_ROOT, own.lstrip("/"))
+
+
+def _read_words(path, name):
+    try:
+        with open(os.path.join(path, name), encoding="utf-8") as handle:
+            return handle.read().split()
+    except OSError:
+        return []
 
 
 def _hierarchy(controller):
@@ -43,8 +66,12 @@ class SandboxCgroups:
 
     def __init__(self, memory_bytes, processes):
         self.paths = {}
+        self.version = 1
         name = f"{NAME_PREFIX}{os.getpid()}"
         wanted = {"memory": memory_bytes, "pids": processes}
+        if _v2_parent() is not None:
+            self._create_v2(name, wanted)
+            return
         for controller, limit in wanted.items():
             if not limit:
                 continue
@@ -68,9 +95,45 @@ class SandboxCgroups:
                 continue
             self.paths[controller] = path
 
+    def _create_v2(self, name, wanted):
+        # NOTE: written from the cgroup v2 documentation and not yet run on a v2-only machine.
+        self.version = 2
+        parent = _v2_parent()
+        needed = [controller for controller, limit in wanted.items() if limit]
+        if not needed or not os.access(parent, os.W_OK):
+            return
+        enabled = _read_words(parent, "cgroup.subtree_control")
+        absent = [controller for controller in needed if controller not in enabled]
+        if absent:
+            try:
+                _write(parent, "cgroup.subtree_control", " ".join(f"+{controller}" for controller in absent))
+            except OSError as error:
+                log.debug("cannot enable %s in %s: %s", absent, parent, error)
+            enabled = _read_words(parent, "cgroup.subtree_control")
+        usable = [controller for controller in needed if controller in enabled]
+        if not usable:
+            return
+
+        _remove_stale(parent)
+        path = os.path.join(parent, name)
+        try:
+            os.makedirs(path, exist_ok=True)
+            if "memory" in usable:
+                _write(path, "memory.max", wanted["memory"])
+                if os.path.exists(os.path.join(path, "memory.swap.max")):
+                    _write(path, "memory.swap.max", 0)
+            if "pids" in usable:
+                _write(path, "pids.max", wanted["pids"])
+        except OSError as error:
+            log.debug("cgroup %s unavailable: %s", path, error)
+            _rmdir(path)
+            return
+        for controller in usable:
+            self.paths[controller] = path
+
     def join(self):
         """Move the calling process into every cgroup of ``paths``. Safe between fork and exec."""
-        for path in self.paths.values():
+        for path in set(self.paths.values()):
             with open(os.path.join(path, "cgroup.procs"), "w") as handle:
                 handle.write(str(os.getpid()))
 
@@ -79,8 +142,9 @@ class SandboxCgroups:
         path = self.paths.get("memory")
         if path is None:
             return None
+        events = "memory.oom_control" if self.version == 1 else "memory.events"
         try:
-            with open(os.path.join(path, "memory.oom_control"), encoding="utf-8") as handle:
+            with open(os.path.join(path, events), encoding="utf-8") as handle:
                 match = re.search(r"^oom_kill (\d+)$", handle.read(), re.MULTILINE)
         except OSError:
             return None
@@ -93,14 +157,15 @@ class SandboxCgroups:
         path = self.paths.get("memory")
         if path is None:
             return None
+        peak = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         try:
-            with open(os.path.join(path, "memory.max_usage_in_bytes"), encoding="utf-8") as handle:
+            with open(os.path.join(path, peak), encoding="utf-8") as handle:
                 return int(handle.read())
         except (OSError, ValueError):
             return None
 
     def remove(self):
-        for path in self.paths.values():
+        for path in set(self.paths.values()):
             _rmdir(path)
         self.paths = {}
 

@@ -226,7 +226,7 @@ def _run_in_namespaces(
     for controller in ("memory", "pids"):
         if (limits.memory_bytes if controller == "memory" else limits.processes):
             (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
-    reason = "cgroup v1 hierarchy not writable" if any(name.endswith("cgroup") for name in missing) else ""
+    reason = "no writable cgroup with the memory or pids controller" if any(name.endswith("cgroup") for name in missing) else ""
     if network:
         reason = (reason + "; " if reason else "") + "the caller keeps the host network, as for a kernel with a TCP connection file"
     result = SandboxResult(enforced=enforced, missing=missing)
