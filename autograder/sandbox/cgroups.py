@@ -1,8 +1,8 @@
 """Per-sandbox memory and pids cgroups, nested under this process's own cgroups.
 
 cgroup v1 is used where ``/sys/fs/cgroup/<controller>`` exists. On a cgroup v2-only machine the
-controllers must be enabled in the parent's ``cgroup.subtree_control``, which the kernel refuses
-(EBUSY) while the parent contains processes, so there the limits apply only below a delegated,
+controllers must be enabled in the parent's ``cgroup.subtree_control``. The kernel rejects that
+with EBUSY while the parent contains processes, so there the limits apply only below a delegated,
 empty parent, such as a systemd unit with ``Delegate=yes``.
 
 Each sandbox gets ``autograder-sandbox-<launcher pid>`` below the cgroup that the launcher is in,
@@ -68,11 +68,11 @@ class SandboxCgroups:
         self.paths = {}
         self.version = 1
         name = f"{NAME_PREFIX}{os.getpid()}"
-        wanted = {"memory": memory_bytes, "pids": processes}
+        limits = {"memory": memory_bytes, "pids": processes}
         if _v2_parent() is not None:
-            self._create_v2(name, wanted)
+            self._create_v2(name, limits)
             return
-        for controller, limit in wanted.items():
+        for controller, limit in limits.items():
             if not limit:
                 continue
             parent = _hierarchy(controller)
@@ -95,11 +95,11 @@ class SandboxCgroups:
                 continue
             self.paths[controller] = path
 
-    def _create_v2(self, name, wanted):
+    def _create_v2(self, name, limits):
         # NOTE: written from the cgroup v2 documentation and not yet run on a v2-only machine.
         self.version = 2
         parent = _v2_parent()
-        needed = [controller for controller, limit in wanted.items() if limit]
+        needed = [controller for controller, limit in limits.items() if limit]
         if not needed or not os.access(parent, os.W_OK):
             return
         enabled = _read_words(parent, "cgroup.subtree_control")
@@ -119,11 +119,11 @@ class SandboxCgroups:
         try:
             os.makedirs(path, exist_ok=True)
             if "memory" in usable:
-                _write(path, "memory.max", wanted["memory"])
+                _write(path, "memory.max", limits["memory"])
                 if os.path.exists(os.path.join(path, "memory.swap.max")):
                     _write(path, "memory.swap.max", 0)
             if "pids" in usable:
-                _write(path, "pids.max", wanted["pids"])
+                _write(path, "pids.max", limits["pids"])
         except OSError as error:
             log.debug("cgroup %s unavailable: %s", path, error)
             _rmdir(path)

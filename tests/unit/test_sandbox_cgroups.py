@@ -1,4 +1,4 @@
-"""The cgroup v2 branch of ``SandboxCgroups``, on a directory tree that stands in for /sys/fs/cgroup.
+"""The cgroup v2 branch of ``SandboxCgroups``, on a directory tree in place of /sys/fs/cgroup.
 
 A plain directory keeps the files that the code writes, so these tests check which limits are
 written where, not how the kernel applies them.
@@ -34,17 +34,17 @@ def test_cgroup_v2_limits_written(tmp_path, monkeypatch):
 
 def test_cgroup_v2_without_controllers(tmp_path, monkeypatch):
     # A plain file accepts the "+memory +pids" write, so the parent looks as if the kernel
-    # had refused it: the controllers stay absent from the file that is read back.
+    # had rejected it: the controllers stay absent from the file that is read back.
     _fake_v2_root(tmp_path, monkeypatch, "cpu")
-    monkeypatch.setattr(cgroups, "_write", _refuse_subtree_control(cgroups._write))
+    monkeypatch.setattr(cgroups, "_write", _reject_subtree_control(cgroups._write))
     created = cgroups.SandboxCgroups(1024, 64)
     assert created.paths == {}
 
 
-def _refuse_subtree_control(write):
-    def refuse(path, name, value):
+def _reject_subtree_control(write):
+    def reject(path, name, value):
         if name == "cgroup.subtree_control":
             raise OSError(16, "Device or resource busy")
         write(path, name, value)
 
-    return refuse
+    return reject
