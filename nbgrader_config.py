@@ -93,3 +93,18 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# Sandbox. Student code runs in the vgg11-sandbox kernel (share/jupyter/kernels/ next to the
+# autograder package): with root and util-linux unshare it has no network, sees only the Python
+# install, the autograder package, the data and a scratch copy of its folder, and runs as a uid of
+# its own; rlimits and cgroups bound memory, processes, file size, open files and CPU time
+# (autograder.sandbox). Without root or namespaces the kernel logs which protections are off and
+# runs with the rest. AUTOGRADER_SANDBOX=off grades with the plain python3 kernel instead.
+# The autograder package found here may be the repository's, when a scratch course copies this file.
+import autograder  # noqa: E402 (the repository root is on sys.path only from here)
+
+_kernels_root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(autograder.__file__))), "share", "jupyter")
+_jupyter_path = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != _kernels_root]
+os.environ["JUPYTER_PATH"] = os.pathsep.join([_kernels_root] + _jupyter_path)
+if os.environ.get("AUTOGRADER_SANDBOX", "on") != "off":
+    c.Execute.kernel_name = "vgg11-sandbox"

@@ -252,6 +252,9 @@ def _install_file(source: Path, raw_dir: Path, name: str) -> str | None:
                     shutil.copyfileobj(plain, output)
         problem = _check_idx_file(temporary_path)
         if problem is None:
+            # mkstemp creates the file 0600. The grading sandbox runs the kernel as another uid
+            # that reads this shared copy, so the file gets the usual mode of a data file.
+            os.chmod(temporary_path, 0o644)
             os.replace(temporary_path, target)
         return problem
     except (OSError, EOFError, zlib.error) as error:

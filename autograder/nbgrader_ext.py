@@ -5,8 +5,9 @@
   puts deleted test cells back without the KeyError of nbgrader's ``add_missing_cells``.
 - ``ClearHiddenTestsFromFeedback`` runs first in ``GenerateFeedback.preprocessors`` and removes the
   hidden tests from the feedback HTML: the cell sources and the traceback lines that quote them.
-- ``BoundedExecute`` replaces ``Execute`` in ``Autograde.autograde_preprocessors`` and adds a time
-  limit for the whole notebook on top of the per-cell ``timeout``.
+- ``BoundedExecute`` replaces ``Execute`` in ``Autograde.autograde_preprocessors``. It adds a time
+  limit for the whole notebook on top of the per-cell ``timeout``, caps each cell's outputs,
+  restarts a kernel that dies and records each limit that a cell hits in the notebook metadata.
 
 They were written against nbgrader 0.9.6 and reuse its ``Gradebook`` and ``ClearHiddenTests``.
 """
@@ -15,12 +16,17 @@ import math
 import re
 import time
 
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async, run_sync
 from nbformat.v4 import new_code_cell
 from nbformat.v4.nbbase import random_cell_id
 from nbgrader import utils
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import ClearHiddenTests, Execute, OverwriteCells
 from traitlets import Integer, List
+
+from autograder import limit_events
+from autograder.sandbox.kernel import SandboxKernelManager, read_sandbox_status
 
 # IPython colours tracebacks with ANSI SGR sequences, also inside the quoted source lines.
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -189,12 +195,22 @@ def _remove_quoted_lines(traceback_entry, hidden_lines):
 
 
 class BoundedExecute(Execute):
-    """``Execute`` with a time limit for the whole notebook on top of the per-cell ``timeout``.
+    """``Execute`` with limits for the whole notebook and for each cell's outputs, and kernel restarts.
 
-    nbgrader 0.9.6 and nbclient bound each cell (``Execute.timeout``) but not the notebook. Here each
-    cell's timeout is cut to the time left of ``notebook_timeout``, counted from kernel start. When
-    no time is left, each remaining cell gets 1 s, so a cell that returns at once still runs and a
-    slow one is interrupted with the ``error_on_timeout`` error.
+    - ``notebook_timeout``: nbgrader 0.9.6 and nbclient bound each cell (``Execute.timeout``) but not
+      the notebook. Here each cell's timeout is cut to the time left of ``notebook_timeout``, counted
+      from kernel start. When no time is left, each remaining cell gets 1 s, so a cell that returns
+      at once still runs and a slow one is interrupted with the ``error_on_timeout`` error.
+    - ``max_output_chars`` and ``max_outputs``: outputs beyond them are dropped while the cell runs,
+      after one note, so a cell that prints without end cannot fill this process's memory.
+    - A kernel that dies during a cell (exit, signal, OOM kill) or stays busy after the timeout's
+      interrupt gets an error output in that cell and is restarted, and the remaining cells run.
+      nbclient would raise DeadKernelError or CellTimeoutError, which ends autograding of the notebook.
+    - Every limit that a cell hits is recorded in ``nb.metadata["autograder"]["limits"]``; see
+      ``autograder.limit_events`` for the kinds.
+
+    Kernels are started with ``SandboxKernelManager`` (ipc transport), which the sandboxed kernelspec
+    needs and which works for other local kernels too.
     """
 
     notebook_timeout = Integer(
@@ -203,8 +219,29 @@ class BoundedExecute(Execute):
         help="Maximum time in seconds to execute the whole notebook. None or 0 means no limit.",
     ).tag(config=True)
 
+    max_output_chars = Integer(
+        1_000_000,
+        allow_none=True,
+        help="Maximum characters of output kept per cell (stream text, data values and tracebacks). "
+        "None or 0 means no limit.",
+    ).tag(config=True)
+
+    max_outputs = Integer(
+        1000,
+        allow_none=True,
+        help="Maximum number of outputs kept per cell. None or 0 means no limit.",
+    ).tag(config=True)
+
     _deadline = None
     _reported_deadline = False
+    _cell_index = None
+    _cell_output_chars = 0
+    _cell_output_count = 0
+    _cell_truncated = False
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(**kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         self._reported_deadline = False
@@ -230,3 +267,122 @@ class BoundedExecute(Execute):
         if cell_timeout is None:
             return remaining
         return min(cell_timeout, remaining)
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        status = read_sandbox_status(self.km.connection_file) if self.km.connection_file else {}
+        if "enforced" in status:
+            self.nb.metadata.setdefault("autograder", {}).setdefault(
+                "sandbox", {"enforced": status["enforced"], "missing": status.get("missing", [])}
+            )
+        return kc
+
+    # nbclient binds its synchronous wrappers to its own coroutines, so they are bound again here.
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        self._cell_index = cell_index
+        self._cell_output_chars = 0
+        self._cell_output_count = 0
+        self._cell_truncated = False
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        for output in cell.get("outputs", []):
+            if limit_events.is_memory_error(output):
+                limit_events.record(self.nb, cell, cell_index, "memory_limit", f"{output['ename']}: {output['evalue']}"[:500])
+                break
+        return cell
+
+    execute_cell = run_sync(async_execute_cell)
+
+    def preprocess_cell(self, cell, resources, index):
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            kind, detail = limit_events.classify_exit(self._sandbox_status(), self._kernel_returncode())
+            self.log.warning("Kernel died while running cell %s (%s); restarting it", index, detail)
+            limit_events.record(self.nb, cell, index, kind, detail)
+            cell.outputs.append(limit_events.kernel_died_output(kind, detail))
+        except CellTimeoutError:
+            # Raised when the kernel is still busy after the interrupt (it ignores SIGINT or blocks it).
+            timeout = self._get_timeout(cell)
+            self.log.warning("Kernel still busy after interrupting cell %s; restarting it", index)
+            limit_events.record(
+                self.nb, cell, index, "kernel_unresponsive", f"still busy after the interrupt at {timeout} s"
+            )
+            cell.outputs.append(limit_events.kernel_unresponsive_output(timeout))
+        self._restart_kernel()
+        return cell, self.resources
+
+    def _sandbox_status(self):
+        if self.km is None or not self.km.connection_file:
+            return {}
+        return read_sandbox_status(self.km.connection_file)
+
+    def _kernel_returncode(self):
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        return getattr(process, "returncode", None)
+
+    async def _async_restart_kernel(self):
+        if self.kc is not None:
+            await ensure_async(self.kc.stop_channels())
+            self.kc = None
+        await ensure_async(self.km.restart_kernel(now=True))
+        await self.async_start_new_kernel_client()
+
+    _restart_kernel = run_sync(_async_restart_kernel)
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        if cell is not None and self._cell_index is not None:
+            if self._deadline is not None and time.monotonic() >= self._deadline - 1:
+                kind, detail = "notebook_timeout", f"notebook time limit of {self.notebook_timeout} s ran out"
+            else:
+                kind, detail = "cell_timeout", f"cell ran longer than {timeout} s"
+            limit_events.record(self.nb, cell, self._cell_index, kind, detail)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        content = msg.get("content", {})
+        size = limit_events.output_size(content)
+        within_chars = not self.max_output_chars or self._cell_output_chars + size <= self.max_output_chars
+        within_count = not self.max_outputs or self._cell_output_count < self.max_outputs
+        if within_chars and within_count and not self._cell_truncated:
+            self._cell_output_chars += size
+            self._cell_output_count += 1
+            return super().output(outs, msg, display_id, cell_index)
+
+        if msg["msg_type"] == "error":
+            # The exception that ended the cell is always kept, shortened to the limit.
+            return super().output(outs, _shortened_error(msg, self.max_output_chars), display_id, cell_index)
+        if self._cell_truncated:
+            return None
+
+        self._cell_truncated = True
+        kept_chars = self._cell_output_chars
+        remaining = (self.max_output_chars or size) - kept_chars
+        if msg["msg_type"] == "stream" and remaining > 0 and within_count:
+            head = dict(msg, content=dict(content, text=content["text"][:remaining]))
+            super().output(outs, head, display_id, cell_index)
+            kept_chars += len(head["content"]["text"])
+        if within_chars:
+            detail = f"more than {self.max_outputs} outputs"
+        else:
+            detail = f"more than {self.max_output_chars} characters"
+        limit_events.record(self.nb, self.nb.cells[cell_index], cell_index, "output_truncated", detail)
+        outs.append(limit_events.truncation_note(kept_chars))
+        return None
+
+
+def _shortened_error(msg, max_chars):
+    if not max_chars:
+        return msg
+    content = dict(msg["content"])
+    content["evalue"] = str(content.get("evalue", ""))[:max_chars]
+    kept, used = [], 0
+    for line in content.get("traceback") or []:
+        if used + len(line) > max_chars:
+            kept.append(line[: max(0, max_chars - used)])
+            break
+        kept.append(line)
+        used += len(line)
+    content["traceback"] = kept
+    return dict(msg, content=content)

@@ -96,12 +96,13 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
     """Return a function that grades submissions in a new temporary course and returns a ``GradedCourse``.
 
     The function takes ``write_submissions(inbox, release_notebook)``, which writes student folders
-    into ``inbox`` (for example with ``autograder.examples.make_submission``). The course has a copy
+    into ``inbox`` (for example with ``autograder.examples.make_submission``), and optionally
+    ``env``, variables that override ``nbgrader_env`` for this run. The course has a copy
     of nbgrader_config.py and source/, and ``python -m autograder.grade`` grades it with real
     nbgrader runs. Each notebook takes tens of seconds, so grade many submissions in one course.
     """
 
-    def grade(write_submissions):
+    def grade(write_submissions, env=None):
         release_notebook = repo_root / "release" / "Assignment1" / "Assignment1_blank.ipynb"
         assert release_notebook.is_file(), f"{release_notebook} is missing; run `nbgrader generate_assignment`"
 
@@ -117,7 +118,7 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
         run = subprocess.run(
             [sys.executable, "-m", "autograder.grade", f"--root={root}"],
             cwd=root,
-            env=nbgrader_env,
+            env={**nbgrader_env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=GRADING_TIMEOUT_SECONDS,
