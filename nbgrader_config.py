@@ -108,3 +108,5 @@ _jupyter_path = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
 os.environ["JUPYTER_PATH"] = os.pathsep.join([_kernels_root] + _jupyter_path)
 if os.environ.get("AUTOGRADER_SANDBOX", "on") != "off":
     c.Execute.kernel_name = "vgg11-sandbox"
+else:
+    c.JudgeHandIns.sandboxed = False

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import Integer, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 
 from . import messages
 from .course import TEST_CELLS
@@ -56,6 +56,7 @@ class JudgeHandIns(NbGraderPreprocessor):
 
     test_cells = List(list(TEST_CELLS), help="grade_ids of the test cells that the judge decides.").tag(config=True)
     timeout = Integer(600, help="Seconds that the judge process may take for one notebook.").tag(config=True)
+    sandboxed = Bool(True, help="Run the judge in the sandbox of autograder.sandbox, like the kernel.").tag(config=True)
 
     def preprocess(self, nb, resources):
         folder = resources.pop(_RESOURCE_KEY, None) or os.environ.get(HANDIN_DIR_VARIABLE)
@@ -86,8 +87,10 @@ class JudgeHandIns(NbGraderPreprocessor):
         reports the error for this submission.
         """
         command = [sys.executable, "-P", "-m", "autograder.judge", folder]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([_REPO_ROOT, os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, "PYTHONPATH": _REPO_ROOT}
         env.pop(HANDIN_DIR_VARIABLE, None)
+        if self.sandboxed:
+            return self._run_sandboxed(command, env, folder)
         try:
             done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(),
                                   timeout=self.timeout, check=False)
@@ -96,6 +99,26 @@ class JudgeHandIns(NbGraderPreprocessor):
         if done.returncode != 0:
             raise RuntimeError(f"the judge failed (exit status {done.returncode}): {done.stderr[-2000:]}")
         return json.loads(done.stdout)
+
+    def _run_sandboxed(self, command, env, folder):
+        """Run the judge like a kernel: no network, its own uid, and only the package and ``folder`` to read.
+
+        The judge reads files that student code wrote, so a flaw in reading them must not reach the
+        course files. The CPU-time limit of the sandbox bounds its run time.
+        """
+        from .sandbox import run_sandboxed  # noqa: PLC0415 - only graders with the sandbox on need it
+
+        with tempfile.TemporaryDirectory(prefix="vgg11-judge-") as scratch, \
+                tempfile.TemporaryFile("w+", encoding="utf-8") as out, \
+                tempfile.TemporaryFile("w+", encoding="utf-8") as err:
+            env = {**env, "HOME": scratch, "MPLCONFIGDIR": scratch}
+            result = run_sandboxed(command, cwd=scratch, copy_cwd=False, readable=[os.path.join(_REPO_ROOT, "autograder"), folder],
+                                   env=env, stdout=out, stderr=err)
+            out.seek(0)
+            err.seek(0)
+            if result.exit_code != 0:
+                raise RuntimeError(f"the judge failed in the sandbox ({result.as_dict()}): {err.read()[-2000:]}")
+            return json.loads(out.read())
 
 
 def _summary(verdict):
