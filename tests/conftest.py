@@ -83,6 +83,17 @@ class GradedCourse:
     def autograded(self, student_id):
         return self.root / "autograded" / student_id / "Assignment1" / "Assignment1_blank.ipynb"
 
+    def errors(self, student_id):
+        """Return ``{grade_id: [evalue, ...]}`` of the error outputs of each graded cell of the autograded notebook."""
+        import nbformat
+
+        notebook = nbformat.read(str(self.autograded(student_id)), as_version=4)
+        return {
+            cell.metadata["nbgrader"]["grade_id"]: [o.evalue for o in cell.get("outputs", []) if o.output_type == "error"]
+            for cell in notebook.cells
+            if cell.metadata.get("nbgrader", {}).get("grade", False)
+        }
+
     def results(self):
         """Return the rows of grades_by_test_cell.csv by student id."""
         from autograder.grade import RESULTS_CSV_NAME
