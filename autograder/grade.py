@@ -10,7 +10,10 @@ Steps, each a ``python -m nbgrader`` subprocess run in the course root:
    copy goes to ``build/grading-release/`` so that the committed ``release/`` stays as it is.
 2. ``autograde --student=<id>``, one process per student, so one student's failure, hang or crash
    cannot stop the others. A submission that nbgrader cannot grade (no notebook, wrong file name,
-   not a notebook) is not passed to nbgrader and gets a row that states why.
+   not a notebook) is not passed to nbgrader and gets a row that states why. ``autograder.autograde``
+   grades one student. ``--workers=K`` runs K of them at once on this machine
+   (``autograder.workers``), and ``--dask-local=N`` or ``--scheduler=<address>`` runs them on a Dask
+   cluster (``autograder.distributed``).
 3. ``generate_feedback --force`` writes ``feedback/<id>/Assignment1/Assignment1_blank.html``.
 4. ``export`` writes nbgrader's grades CSV (``CsvExportPlugin.to`` in nbgrader_config.py).
 
@@ -19,29 +22,32 @@ output or exit status. nbgrader exits with 0 when tests fail, and with 1 when on
 The instructor's batch report (``autograder.report_page``) goes to ``<course root>/reports/``. It
 adds the failure reasons of each test cell, read from the error outputs in ``autograded/``.
 
-The exit status is 1 when generate_assignment fails or when a bundled example gets other points
-than ``autograder.examples.EXPECTED``, and 0 otherwise, also when some students could not be graded.
+Every step gets the gradebook URL of nbgrader_config.py (``CourseDirectory.db_url``, or the
+``NBGRADER_DB_URL`` environment variable) and a course id on its command line
+(``autograder.gradebook``). A SQLite URL gets a busy timeout, so that parallel workers wait for
+each other's writes.
+
+The exit status is 1 when generate_assignment fails, when the options or the Dask cluster cannot
+grade the batch, or when a bundled example gets other points than ``autograder.examples.EXPECTED``.
+It is 0 otherwise, also when some students could not be graded.
 """
 
 import fcntl
 import logging
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.coursedir import CourseDirectory
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Application, PyFileConfigLoader
 
-from . import item_analysis, report, report_page
+from . import distributed, item_analysis, report, report_page, workers
+from .autograde import AutogradeJob, failed_result, problem_result, put_python_scripts_on_path, run_nbgrader
 from .course import (
     ASSIGNMENT_ID,
     CONFIG_NAME,
@@ -52,6 +58,7 @@ from .course import (
     notebook_differences,
 )
 from .examples import EXPECTED as EXAMPLES_EXPECTED
+from .gradebook import GradebookLocation, is_sqlite
 
 NO_SUBMISSIONS = (
     "{inbox}에 학생 제출물이 없습니다. 대신 {examples}의 예시 제출물을 {course}에서 채점합니다.\n"
@@ -74,21 +81,6 @@ c.CsvExportPlugin.to = os.path.join(here, "grades.csv")
 
 GRADING_RELEASE_DIRECTORY = os.path.join("build", "grading-release")
 RESULTS_CSV_NAME = "grades_by_test_cell.csv"
-
-# Time that nbgrader gets to clean up after SIGINT before its process group is killed.
-INTERRUPT_GRACE_SECONDS = 30
-
-
-def put_python_scripts_on_path():
-    """Prepend this Python's scripts folder to PATH, for this process and the nbgrader subprocesses.
-
-    nbgrader 0.9.6 creates a new gradebook by running the ``alembic`` command found on PATH, so
-    ``<venv>/bin/python -m autograder.grade`` fails without an activated venv unless its ``bin`` is on PATH.
-    """
-    scripts = str(Path(sys.executable).parent)
-    paths = os.environ.get("PATH", "").split(os.pathsep)
-    if scripts not in paths:
-        os.environ["PATH"] = os.pathsep.join([scripts, *paths])
 
 
 def load_course_directory(root):
@@ -118,34 +110,6 @@ def prepare_examples_course(repo_root, course_root):
     return course_root
 
 
-def run_nbgrader(arguments, course_root, log_path, timeout=None):
-    """Run ``python -m nbgrader <arguments>`` in ``course_root`` with its output in ``log_path``.
-
-    Returns the exit status, or None when the process ran longer than ``timeout`` seconds. Then it
-    gets SIGINT, which makes nbgrader shut its kernel down and remove the partial output, and its
-    process group is killed ``INTERRUPT_GRACE_SECONDS`` later if it is still running. A kernel left
-    behind exits by itself because ipykernel stops when its parent process is gone.
-    """
-    command = [sys.executable, "-m", "nbgrader", *arguments, f"--CourseDirectory.root={course_root}"]
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log_file:
-        log_file.write("$ " + " ".join(command) + "\n")
-        log_file.flush()
-        process = subprocess.Popen(
-            command, cwd=course_root, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=INTERRUPT_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            return None
-
-
 class GradeApp(Application):
     """Autograde a course's submissions with nbgrader and print the points per test cell."""
 
@@ -155,7 +119,11 @@ class GradeApp(Application):
         "python -m autograder.grade                   # grade assignments/, or the examples when it is empty\n"
         "python -m autograder.grade --force           # regrade submissions that were graded before\n"
         "python -m autograder.grade --examples        # grade the bundled examples\n"
-        "python -m autograder.grade --student-timeout=3600"
+        "python -m autograder.grade --student-timeout=3600\n"
+        "python -m autograder.grade --workers=4           # four students at once on this machine\n"
+        "python -m autograder.grade --dask-local=4        # the same on a Dask LocalCluster of four processes\n"
+        "NBGRADER_DB_URL=postgresql+psycopg://grader@dbhost/course python -m autograder.grade "
+        "--scheduler=tcp://scheduler:8786"
     )
 
     course_root = Unicode("", help="Course root, the folder with nbgrader_config.py (default: this repository).").tag(
@@ -173,10 +141,32 @@ class GradeApp(Application):
             "Default: BoundedExecute.notebook_timeout from nbgrader_config.py plus 600, or no limit without it."
         ),
     ).tag(config=True)
+    workers = Integer(
+        1,
+        help=(
+            "Number of students autograded at once on this machine, each in its own nbgrader process. "
+            "Each process runs one notebook kernel, so more workers than CPU cores rarely help."
+        ),
+    ).tag(config=True)
+    dask_scheduler = Unicode(
+        "",
+        help=(
+            "Address of a running Dask scheduler, such as tcp://host:8786, whose workers autograde the "
+            "students. The workers need the course root at the same path and a gradebook that all of them "
+            "reach, such as PostgreSQL (NBGRADER_DB_URL)."
+        ),
+    ).tag(config=True)
+    dask_local_workers = Integer(
+        0,
+        help="Autograde on a Dask LocalCluster of this many worker processes on 127.0.0.1 (0: no Dask).",
+    ).tag(config=True)
 
     aliases = {
         "root": "GradeApp.course_root",
         "student-timeout": "GradeApp.student_timeout",
+        "workers": "GradeApp.workers",
+        "scheduler": "GradeApp.dask_scheduler",
+        "dask-local": "GradeApp.dask_local_workers",
         "log-level": "Application.log_level",
     }
     flags = {
@@ -188,6 +178,18 @@ class GradeApp(Application):
     @default("log_level")
     def _log_level_default(self):
         return logging.INFO
+
+    @validate("workers")
+    def _validate_workers(self, proposal):
+        if proposal.value < 1:
+            raise TraitError(f"GradeApp.workers must be at least 1, got {proposal.value}")
+        return proposal.value
+
+    @validate("dask_local_workers")
+    def _validate_dask_local_workers(self, proposal):
+        if proposal.value < 0:
+            raise TraitError(f"GradeApp.dask_local_workers must be 0 (no Dask) or more, got {proposal.value}")
+        return proposal.value
 
     def initialize(self, argv=None):
         super().initialize(argv)
@@ -247,29 +249,41 @@ class GradeApp(Application):
         """Grade every submission of the course at ``course_root`` and return the exit status for the app."""
         started = time.time()
         coursedir, config = load_course_directory(course_root)
+        # Every nbgrader step gets this URL on its command line, so all of them and the reads here use
+        # one gradebook, and SQLite waits for concurrent writers instead of failing.
+        gradebook = GradebookLocation.of_course(coursedir)
         logs = Path(course_root) / "build" / "grading-logs"
         inbox = Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()
         submissions = list_submissions(inbox)
         self.log.info("Grading %d student folder(s) from %s", len(submissions), inbox)
+        self.log.info("Gradebook: %s", gradebook)
 
-        if not self._generate_assignment(course_root, repo_root, logs):
+        backend_error = self._check_backend(gradebook.db_url)
+        if backend_error:
+            self.log.error("%s", backend_error)
+            return 1
+        if not self._generate_assignment(course_root, repo_root, logs, gradebook):
             return 1
 
-        results = self._autograde(course_root, coursedir, submissions, logs, config, started)
-        self._generate_feedback(course_root, coursedir, results, logs)
+        try:
+            results = self._autograde(course_root, coursedir, submissions, logs, config, started, gradebook)
+        except distributed.ClusterUnavailable as error:
+            self.log.error("%s", error)
+            return 1
+        self._generate_feedback(course_root, coursedir, results, logs, gradebook)
 
         # Students whose folder nbgrader never saw still get a row of zeros in nbgrader's CSV.
-        with Gradebook(coursedir.db_url) as gradebook:
+        with Gradebook(gradebook.db_url, gradebook.course_id) as nbgrader_gradebook:
             for result in results:
-                gradebook.update_or_create_student(result.student_id)
+                nbgrader_gradebook.update_or_create_student(result.student_id)
 
         csv_path = Path(course_root, config.CsvExportPlugin.get("to") or "grades.csv")
-        if run_nbgrader(["export"], course_root, logs / "export.log") != 0 or not csv_path.is_file():
+        if run_nbgrader(["export"], course_root, logs / "export.log", gradebook=gradebook) != 0 or not csv_path.is_file():
             self.log.error("nbgrader export failed; see %s", logs / "export.log")
         results_csv = Path(course_root) / RESULTS_CSV_NAME
-        cell_names = list(report.read_max_scores(coursedir.db_url))
+        cell_names = list(report.read_max_scores(gradebook.db_url))
         report.write_csv(results, cell_names, results_csv)
-        report_html = self._write_batch_report(course_root, coursedir, results)
+        report_html = self._write_batch_report(course_root, coursedir, results, gradebook.db_url)
 
         print()
         print(report.format_table(results, cell_names))
@@ -290,13 +304,13 @@ class GradeApp(Application):
             self.log.error("Example graded differently than expected: %s", mismatch)
         return 1 if mismatches else 0
 
-    def _write_batch_report(self, course_root, coursedir, results):
+    def _write_batch_report(self, course_root, coursedir, results, db_url):
         """Write the instructor's report into ``<course_root>/reports/`` and return the HTML page's path.
 
         Returns None and logs the error when a report file cannot be written, because the grades are
         already stored and the table still gets printed.
         """
-        max_scores = report.read_max_scores(coursedir.db_url)
+        max_scores = report.read_max_scores(db_url)
         outcomes = {}
         for result in results:
             folder = coursedir.format_path(coursedir.autograded_directory, result.student_id, ASSIGNMENT_ID)
@@ -310,7 +324,7 @@ class GradeApp(Application):
             self.log.error("Failed to write the batch report to %s: %s", directory, error)
             return None
 
-    def _generate_assignment(self, course_root, repo_root, logs):
+    def _generate_assignment(self, course_root, repo_root, logs, gradebook=None):
         log_path = logs / "generate_assignment.log"
         self.log.info("Storing the source notebook in the gradebook (nbgrader generate_assignment)")
         arguments = [
@@ -319,7 +333,7 @@ class GradeApp(Application):
             "--force",
             f"--CourseDirectory.release_directory={GRADING_RELEASE_DIRECTORY}",
         ]
-        if run_nbgrader(arguments, course_root, log_path) != 0:
+        if run_nbgrader(arguments, course_root, log_path, gradebook=gradebook) != 0:
             self.log.error("nbgrader generate_assignment failed; see %s. Its last lines:\n%s", log_path, _tail(log_path))
             return False
 
@@ -343,69 +357,88 @@ class GradeApp(Application):
         notebook_timeout = config.BoundedExecute.get("notebook_timeout")
         return notebook_timeout + 600 if notebook_timeout else None
 
-    def _autograde(self, course_root, coursedir, submissions, logs, config, started):
+    def _check_backend(self, db_url):
+        """Return why the selected workers cannot grade with this gradebook or options, or None when they can."""
+        if self.dask_scheduler and self.dask_local_workers:
+            return "Set either --scheduler or --dask-local, not both."
+        if (self.dask_scheduler or self.dask_local_workers) and self.workers != 1:
+            return "--workers sets the local worker pool. With Dask, the cluster's worker threads set how many students run at once."
+        if self.dask_scheduler and is_sqlite(db_url):
+            return (
+                f"Dask workers on other machines cannot share the SQLite gradebook {db_url}. "
+                "Set NBGRADER_DB_URL to a PostgreSQL database, such as postgresql+psycopg://grader@dbhost/course."
+            )
+        return None
+
+    def _autograde(self, course_root, coursedir, submissions, logs, config, started, gradebook):
+        """Autograde every gradable submission with the selected backend and return the rows in inbox order."""
         timeout = self._student_timeout(config)
-        max_scores = report.read_max_scores(coursedir.db_url)
-        results = []
-        with logging_redirect_tqdm(loggers=[self.log]):
-            for submission in tqdm(submissions, desc="autograde", unit="student"):
-                if submission.problem:
-                    self.log.warning(
-                        "Not grading %s: %s (%s)", submission.student_id, submission.problem, submission.detail
-                    )
-                    result = report.StudentResult(submission.student_id, submission.problem, detail=submission.detail)
-                    result.scores = report.no_scores(max_scores)
-                    results.append(result)
-                    continue
-                results.append(self._autograde_student(course_root, coursedir, submission, logs, timeout, max_scores, started))
-        return results
+        max_scores = report.read_max_scores(gradebook.db_url)
+        results = {}
+        jobs = []
+        for submission in submissions:
+            if submission.problem:
+                self.log.warning("Not grading %s: %s (%s)", submission.student_id, submission.problem, submission.detail)
+                results[submission.student_id] = problem_result(submission, max_scores)
+                continue
+            autograded = coursedir.format_path(coursedir.autograded_directory, submission.student_id, ASSIGNMENT_ID)
+            jobs.append(
+                AutogradeJob(
+                    course_root=str(course_root),
+                    gradebook=gradebook,
+                    student_id=submission.student_id,
+                    submitted_notebook=str(submission.notebook),
+                    autograded_notebook=str(Path(autograded, NOTEBOOK_NAME)),
+                    log_path=str(logs / f"{submission.student_id}-autograde.log"),
+                    timeout=timeout,
+                    force=self.force,
+                    max_scores=max_scores,
+                    batch_started=started,
+                )
+            )
 
-    def _autograde_student(self, course_root, coursedir, submission, logs, timeout, max_scores, started):
-        student_id = submission.student_id
-        log_path = logs / f"{student_id}-autograde.log"
-        arguments = ["autograde", ASSIGNMENT_ID, f"--student={student_id}"]
-        if self.force:
-            arguments.append("--force")
+        with (
+            logging_redirect_tqdm(loggers=[self.log]),
+            tqdm(total=len(submissions), desc="autograde", unit="student") as progress,
+        ):
+            progress.update(len(submissions) - len(jobs))
+            for job, outcome in self._run_jobs(jobs):
+                results[job.student_id] = self._student_row(job, outcome)
+                progress.update()
+        return [results[submission.student_id] for submission in submissions]
 
-        student_started = time.time()
-        exit_status = run_nbgrader(arguments, course_root, log_path, timeout)
-        self.log.info("Autograded %s in %.0f s (exit status %s)", student_id, time.time() - student_started, exit_status)
+    def _run_jobs(self, jobs):
+        """Yield ``(job, outcome)`` from the backend that the options select: Dask, or the local workers."""
+        if not jobs:
+            return
+        if not (self.dask_scheduler or self.dask_local_workers):
+            self.log.info("Autograding %d student(s) with %d local worker(s)", len(jobs), self.workers)
+            yield from workers.grade_locally(jobs, self.workers)
+            return
 
-        result = report.StudentResult(student_id, "graded", scores=report.no_scores(max_scores), log_path=str(log_path))
-        scores = report.read_scores(coursedir.db_url, student_id, max_scores)
-        autograded = Path(coursedir.format_path(coursedir.autograded_directory, student_id, ASSIGNMENT_ID), NOTEBOOK_NAME)
+        with distributed.connect(self.dask_scheduler, self.dask_local_workers) as client:
+            where = self.dask_scheduler or f"a LocalCluster on 127.0.0.1 ({client.scheduler.address})"
+            self.log.info(
+                "Autograding %d student(s) on %s with %d Dask worker(s)", len(jobs), where, distributed.worker_count(client)
+            )
+            yield from distributed.grade_on_dask(client, jobs)
 
-        if exit_status is None:
-            result.status = "timed_out"
-            result.detail = f"> {timeout} s"
-        elif exit_status != 0 or not autograded.is_file():
-            result.status = "autograde_failed"
-            result.detail = str(log_path)
-        elif scores is None:
-            result.status = "not_graded"
-        elif autograded.stat().st_mtime < started:
-            result.status = "reused"
-        if scores and result.status not in ("timed_out", "autograde_failed"):
-            result.scores = scores
-            if any(cell.score is None for cell in scores.values()):
-                result.notes.append("ungraded_cells")
+    def _student_row(self, job, outcome):
+        """Return the result row of one finished job, and log how its autograde went."""
+        if isinstance(outcome, BaseException):
+            detail = f"{type(outcome).__name__}: {outcome}"
+            self.log.error("Grading %s failed: %s", job.student_id, detail)
+            return failed_result(job.student_id, job.max_scores, detail)
+        self.log.info("Autograded %s in %.0f s (%s)", job.student_id, outcome.seconds or 0, outcome.status)
+        return outcome
 
-        edited, deleted = report.find_changed_locked_cells(
-            coursedir.db_url, nbformat.read(str(submission.notebook), as_version=4)
-        )
-        if edited:
-            result.notes.append(f"{report.bilingual(report.NOTES, 'locked_cell_edited')}: {', '.join(edited)}")
-        if deleted:
-            result.notes.append(f"{report.bilingual(report.NOTES, 'locked_cell_deleted')}: {', '.join(deleted)}")
-        return result
-
-    def _generate_feedback(self, course_root, coursedir, results, logs):
+    def _generate_feedback(self, course_root, coursedir, results, logs, gradebook):
         graded = [result for result in results if result.status in ("graded", "reused")]
         if not graded:
             return
         log_path = logs / "generate_feedback.log"
         self.log.info("Writing feedback HTML for %d student(s) (nbgrader generate_feedback)", len(graded))
-        if run_nbgrader(["generate_feedback", ASSIGNMENT_ID, "--force"], course_root, log_path) != 0:
+        if run_nbgrader(["generate_feedback", ASSIGNMENT_ID, "--force"], course_root, log_path, gradebook=gradebook) != 0:
             self.log.error("nbgrader generate_feedback failed for at least one student; see %s", log_path)
 
         for result in graded:

@@ -55,7 +55,8 @@ class StudentResult:
     """One row of the results table.
 
     ``status`` is a ``STATUSES`` key. ``notes`` contains ``NOTES`` keys or text that is already
-    formatted, and ``detail`` explains the status, such as the file names found.
+    formatted, and ``detail`` explains the status, such as the file names found. ``seconds`` is the
+    wall time of the student's autograde process, or None when nbgrader did not run.
     """
 
     student_id: str
@@ -65,6 +66,7 @@ class StudentResult:
     detail: str = ""
     log_path: str = ""
     feedback_path: str = ""
+    seconds: float | None = None
 
     @property
     def total(self):

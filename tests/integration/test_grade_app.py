@@ -128,7 +128,7 @@ def test_second_run_stops_while_locked(course_copy, monkeypatch):
 def _fake_generate_assignment(source_notebook):
     """Return a stand-in for run_nbgrader that writes ``source_notebook`` as the regenerated release."""
 
-    def run(arguments, course_root, log_path, timeout=None):
+    def run(arguments, course_root, log_path, timeout=None, gradebook=None):
         regenerated = Path(course_root, GRADING_RELEASE_DIRECTORY, "Assignment1", "Assignment1_blank.ipynb")
         regenerated.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source_notebook, regenerated)
