@@ -1,4 +1,4 @@
-"""Course selection, locking and the release check of ``python -m autograder.grade``.
+"""Course selection, worker options, locking and the release check of ``python -m autograder.grade``.
 
 ``GradeApp.grade_course`` and ``run_nbgrader`` are replaced here, so these tests run no nbgrader
 step. The slow tests in test_grading.py run the whole app.
@@ -166,3 +166,56 @@ def test_current_release_no_warning(course_copy, repo_root, monkeypatch, caplog)
     shutil.copy(release, course_copy / "release" / "Assignment1")
 
     assert _check_release(course_copy, monkeypatch, caplog, release) == []
+
+
+def test_workers_option(course_copy):
+    app = GradeApp()
+    app.initialize([f"--root={course_copy}", "--workers=3"])
+    assert app.workers == 3
+    assert app._check_backend("sqlite:////course/gradebook.db") is None
+
+
+def test_zero_workers_rejected(course_copy, capsys):
+    app = GradeApp()
+    with pytest.raises(SystemExit) as exit_info:
+        app.initialize([f"--root={course_copy}", "--workers=0"])
+    assert exit_info.value.code == 1
+    assert "GradeApp.workers must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_workers_from_course_config(course_copy):
+    with open(course_copy / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write("\nc.GradeApp.workers = 2\n")
+    app = GradeApp()
+    app.initialize([f"--root={course_copy}"])
+    assert app.workers == 2
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--scheduler=tcp://127.0.0.1:8786", "--dask-local=2"], "either --scheduler or --dask-local"),
+        (["--dask-local=2", "--workers=2"], "--workers sets the local worker pool"),
+        (["--scheduler=tcp://127.0.0.1:8786"], "cannot share the SQLite gradebook"),
+    ],
+)
+def test_invalid_backend_options(course_copy, arguments, message):
+    app = GradeApp()
+    app.initialize([f"--root={course_copy}", *arguments])
+    assert message in app._check_backend("sqlite:////course/gradebook.db")
+
+
+def test_scheduler_with_postgres_accepted(course_copy):
+    app = GradeApp()
+    app.initialize([f"--root={course_copy}", "--scheduler=tcp://127.0.0.1:8786"])
+    assert app._check_backend("postgresql+psycopg://grader@127.0.0.1:5432/course") is None
+
+
+def test_invalid_options_stop_before_nbgrader(course_copy, monkeypatch, caplog):
+    monkeypatch.setattr(grade, "run_nbgrader", lambda *args, **kwargs: pytest.fail("nbgrader ran"))
+    app = GradeApp()
+    app.initialize([f"--root={course_copy}", "--scheduler=tcp://127.0.0.1:8786"])
+    app.log = logging.getLogger("test_grade_app")
+    with caplog.at_level(logging.ERROR, logger="test_grade_app"):
+        assert app.grade_course(course_copy, course_copy, {}) == 1
+    assert "NBGRADER_DB_URL" in caplog.text
