@@ -108,12 +108,13 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
 
     The function takes ``write_submissions(inbox, release_notebook)``, which writes student folders
     into ``inbox`` (for example with ``autograder.examples.make_submission``), and optionally
-    ``env``, variables that override ``nbgrader_env`` for this run. The course has a copy
-    of nbgrader_config.py and source/, and ``python -m autograder.grade`` grades it with real
-    nbgrader runs. Each notebook takes tens of seconds, so grade many submissions in one course.
+    ``arguments`` for the grading app and ``env``, variables that override ``nbgrader_env`` for this
+    run (such as ``NBGRADER_DB_URL``). The course has a copy of nbgrader_config.py and source/, and
+    ``python -m autograder.grade`` grades it with real nbgrader runs. Each notebook takes tens of
+    seconds, so grade many submissions in one course.
     """
 
-    def grade(write_submissions, env=None):
+    def grade(write_submissions, arguments=(), env=None):
         release_notebook = repo_root / "release" / "Assignment1" / "Assignment1_blank.ipynb"
         assert release_notebook.is_file(), f"{release_notebook} is missing; run `nbgrader generate_assignment`"
 
@@ -127,7 +128,7 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
 
         started = time.monotonic()
         run = subprocess.run(
-            [sys.executable, "-m", "autograder.grade", f"--root={root}"],
+            [sys.executable, "-m", "autograder.grade", f"--root={root}", *arguments],
             cwd=root,
             env={**nbgrader_env, **(env or {})},
             capture_output=True,
@@ -137,3 +138,29 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
         return GradedCourse(root, run, time.monotonic() - started)
 
     return grade
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server on 127.0.0.1 for this test session, from ``tests.postgres``.
+
+    Tests that use it are skipped when the server programs are not installed, except under CI, where
+    they fail instead, because CI installs Debian's postgresql package.
+    """
+    from tests.postgres import PostgresServer, find_server_bindir
+
+    bindir = find_server_bindir()
+    if bindir is None:
+        reason = (
+            "PostgreSQL server programs (initdb, pg_ctl, postgres) not found. Install Debian's postgresql "
+            "package or set PG_BINDIR to the folder that contains them."
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
