@@ -120,8 +120,8 @@ class GradeApp(Application):
         "python -m autograder.grade --force           # regrade submissions that were graded before\n"
         "python -m autograder.grade --examples        # grade the bundled examples\n"
         "python -m autograder.grade --student-timeout=3600\n"
-        "python -m autograder.grade --workers=4           # four students at once on this machine\n"
-        "python -m autograder.grade --dask-local=4        # the same on a Dask LocalCluster of four processes\n"
+        "python -m autograder.grade --workers=4       # four students at once on this machine\n"
+        "python -m autograder.grade --dask-local=4    # the same on a Dask LocalCluster of four processes\n"
         "NBGRADER_DB_URL=postgresql+psycopg://grader@dbhost/course python -m autograder.grade "
         "--scheduler=tcp://scheduler:8786"
     )
