@@ -278,7 +278,8 @@ class GradeApp(Application):
                 nbgrader_gradebook.update_or_create_student(result.student_id)
 
         csv_path = Path(course_root, config.CsvExportPlugin.get("to") or "grades.csv")
-        if run_nbgrader(["export"], course_root, logs / "export.log", gradebook=gradebook) != 0 or not csv_path.is_file():
+        export_status = run_nbgrader(["export"], course_root, logs / "export.log", gradebook=gradebook)
+        if export_status != 0 or not csv_path.is_file():
             self.log.error("nbgrader export failed; see %s", logs / "export.log")
         results_csv = Path(course_root) / RESULTS_CSV_NAME
         cell_names = list(report.read_max_scores(gradebook.db_url))
@@ -362,7 +363,10 @@ class GradeApp(Application):
         if self.dask_scheduler and self.dask_local_workers:
             return "Set either --scheduler or --dask-local, not both."
         if (self.dask_scheduler or self.dask_local_workers) and self.workers != 1:
-            return "--workers sets the local worker pool. With Dask, the cluster's worker threads set how many students run at once."
+            return (
+                "--workers sets the local worker pool. With Dask, the cluster's worker threads set how many "
+                "students run at once."
+            )
         if self.dask_scheduler and is_sqlite(db_url):
             return (
                 f"Dask workers on other machines cannot share the SQLite gradebook {db_url}. "
@@ -378,7 +382,9 @@ class GradeApp(Application):
         jobs = []
         for submission in submissions:
             if submission.problem:
-                self.log.warning("Not grading %s: %s (%s)", submission.student_id, submission.problem, submission.detail)
+                self.log.warning(
+                    "Not grading %s: %s (%s)", submission.student_id, submission.problem, submission.detail
+                )
                 results[submission.student_id] = problem_result(submission, max_scores)
                 continue
             autograded = coursedir.format_path(coursedir.autograded_directory, submission.student_id, ASSIGNMENT_ID)
@@ -419,7 +425,10 @@ class GradeApp(Application):
         with distributed.connect(self.dask_scheduler, self.dask_local_workers) as client:
             where = self.dask_scheduler or f"a LocalCluster on 127.0.0.1 ({client.scheduler.address})"
             self.log.info(
-                "Autograding %d student(s) on %s with %d Dask worker(s)", len(jobs), where, distributed.worker_count(client)
+                "Autograding %d student(s) on %s with %d Dask worker(s)",
+                len(jobs),
+                where,
+                distributed.worker_count(client),
             )
             yield from distributed.grade_on_dask(client, jobs)
 
@@ -438,7 +447,8 @@ class GradeApp(Application):
             return
         log_path = logs / "generate_feedback.log"
         self.log.info("Writing feedback HTML for %d student(s) (nbgrader generate_feedback)", len(graded))
-        if run_nbgrader(["generate_feedback", ASSIGNMENT_ID, "--force"], course_root, log_path, gradebook=gradebook) != 0:
+        arguments = ["generate_feedback", ASSIGNMENT_ID, "--force"]
+        if run_nbgrader(arguments, course_root, log_path, gradebook=gradebook) != 0:
             self.log.error("nbgrader generate_feedback failed for at least one student; see %s", log_path)
 
         for result in graded:
