@@ -141,8 +141,17 @@ def _op(item):
 
 
 def read_record(path):
-    """Return the JSON object of one hand-in file; only a regular file of bounded size is read."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    """Return the JSON object of one hand-in file; only a regular file of bounded size is read.
+
+    Student code may put a symlink, a FIFO or a device there, so the file is checked before it is opened
+    (a FIFO would block ``open``), opened without following links or blocking, and checked again.
+    """
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise InvalidHandIn("not a regular file")
+    except OSError as error:
+        raise InvalidHandIn(f"cannot read: {error.strerror}") from error
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(path, flags)
     except OSError as error:

@@ -6,9 +6,10 @@ Wired into ``Autograde.autograde_preprocessors`` by ``nbgrader_config.py``:
   ``AUTOGRADER_HANDIN_DIR``, which the kernel inherits, so that the hidden line of each test cell
   (``handin.hand_in``) writes the model there.
 - ``JudgeHandIns`` runs after execution and before ``SaveAutoGrades``. It runs
-  ``python -P -m autograder.judge`` on the folder in a new process, which never imports student code,
-  and replaces every error output of each test cell with the judge's verdict. nbgrader then scores
-  the cell from that verdict alone: an error output means 0 points.
+  ``python -P -m autograder.judge`` on the folder in a new process, which never imports student code.
+  In each test cell it drops every output that nbgrader reads as a score (errors, stderr, results)
+  and puts the judge's verdict first. nbgrader then scores the cell from that verdict alone: an
+  error output means 0 points.
 
 Whatever the student's code did inside the kernel (patched checks, hidden tracebacks, printed text
 that looks like a pass) cannot pass a test cell: only the judge writes error outputs into test cells.
@@ -76,8 +77,8 @@ class JudgeHandIns(NbGraderPreprocessor):
             verdict = verdicts.get(grade_id, {"status": "missing"})
             self.log.info("Verdict of %s: %s", grade_id, _summary(verdict))
             reason = _kernel_reason(cell, index, limits)
-            cell.outputs = [output for output in cell.outputs if output.output_type != "error"]
-            cell.outputs.append(_verdict_output(grade_id, verdict, reason))
+            kept = [output for output in cell.outputs if not _scores(output)]
+            cell.outputs = [_verdict_output(grade_id, verdict, reason), *kept]
         return nb, resources
 
     def run_judge(self, folder):
@@ -104,7 +105,7 @@ class JudgeHandIns(NbGraderPreprocessor):
         """Run the judge like a kernel: no network, its own uid, and only the package and ``folder`` to read.
 
         The judge reads files that student code wrote, so a flaw in reading them must not reach the
-        course files. The CPU-time limit of the sandbox bounds its run time.
+        course files. coreutils' ``timeout`` inside the sandbox ends it after ``timeout`` seconds.
         """
         from .sandbox import run_sandboxed  # noqa: PLC0415 - only graders with the sandbox on need it
 
@@ -112,6 +113,9 @@ class JudgeHandIns(NbGraderPreprocessor):
                 tempfile.TemporaryFile("w+", encoding="utf-8") as out, \
                 tempfile.TemporaryFile("w+", encoding="utf-8") as err:
             env = {**env, "HOME": scratch, "MPLCONFIGDIR": scratch}
+            timeout_program = shutil.which("timeout")
+            if timeout_program:
+                command = [timeout_program, "--signal=KILL", str(self.timeout), *command]
             result = run_sandboxed(command, cwd=scratch, copy_cwd=False, readable=[os.path.join(_REPO_ROOT, "autograder"), folder],
                                    env=env, stdout=out, stderr=err)
             out.seek(0)
@@ -119,6 +123,17 @@ class JudgeHandIns(NbGraderPreprocessor):
             if result.exit_code != 0:
                 raise RuntimeError(f"the judge failed in the sandbox ({result.as_dict()}): {err.read()[-2000:]}")
             return json.loads(out.read())
+
+
+def _scores(output):
+    """Return True for an output that nbgrader's ``determine_grade`` reads as a score.
+
+    It reads the first error, stderr stream or ``execute_result`` (as partial credit), so the kernel's
+    outputs of these kinds are dropped and the verdict goes first.
+    """
+    return output.output_type in ("error", "execute_result") or (
+        output.output_type == "stream" and output.get("name") == "stderr"
+    )
 
 
 def _summary(verdict):

@@ -33,6 +33,8 @@ NOTES = {
     "locked_cell_edited": ("수정된 잠긴 셀 (원본으로 채점함)", "locked cell edited (graded with the original)"),
     "locked_cell_deleted": ("삭제된 잠긴 셀 (테스트 셀만 복원됨)", "locked cell deleted (only test cells are put back)"),
     "feedback_missing": ("피드백 HTML 없음", "feedback HTML missing"),
+    "regraded_unfinished": ("중단된 채점을 다시 함", "unfinished grading redone"),
+    "regraded_resubmission": ("다시 제출한 노트북을 채점함 (이전 채점본 보관)", "resubmission graded (previous copy kept)"),
     "ungraded_cells": ("점수 없는 테스트 셀", "test cells without a score"),
 }
 

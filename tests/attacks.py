@@ -102,6 +102,27 @@ _handin.hand_in = _forged
 """
 
 
+# Gives each test cell an execute_result after it ran: nbgrader reads the first execute_result of a
+# grade cell as partial credit, and a value that is not a number as full points.
+DISPLAYHOOK_CREDIT = """
+import IPython
+
+
+def _claim_points(result):
+    IPython.get_ipython().displayhook("ok")
+
+
+IPython.get_ipython().events.register("post_run_cell", _claim_points)
+"""
+
+PATCH_CHECKS_RETURN = """
+import autograder.checks as _checks
+for _name in dir(_checks):
+    if _name.startswith("check_"):
+        setattr(_checks, _name, lambda *args, **kwargs: 3.0)
+"""
+
+
 def _edit_test_cell(notebook):
     cell = _cell(notebook, "test_vgg11_classifier")
     cell.source = "pass"
@@ -127,6 +148,8 @@ ATTACKS = {
     "fake_modules": (FAKE_MODULES, "", None, NOTHING),
     "hide_tracebacks": (HIDE_TRACEBACKS, "", None, BASE_POINTS),
     "forge_handin": (FORGE_HANDIN, "", None, NOTHING),
+    "displayhook_credit": (DISPLAYHOOK_CREDIT, "", None, BASE_POINTS),
+    "patch_checks_return": (PATCH_CHECKS_RETURN, "", None, BASE_POINTS),
     "edit_test_cell": ("", "", _edit_test_cell, BASE_POINTS),
     "duplicate_test_cell": ("", "", _duplicate_test_cell, BASE_POINTS),
 }

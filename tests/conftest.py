@@ -115,29 +115,43 @@ def grade_submissions(tmp_path_factory, repo_root, nbgrader_env):
     """
 
     def grade(write_submissions, arguments=(), env=None):
-        release_notebook = repo_root / "release" / "Assignment1" / "Assignment1_blank.ipynb"
-        assert release_notebook.is_file(), f"{release_notebook} is missing; run `nbgrader generate_assignment`"
-
-        root = tmp_path_factory.mktemp("course")
-        shutil.copy(repo_root / "nbgrader_config.py", root)
-        ignore = shutil.ignore_patterns("data", ".ipynb_checkpoints")
-        shutil.copytree(repo_root / "source", root / "source", ignore=ignore)
-        inbox = root / "assignments"
-        inbox.mkdir()
-        write_submissions(inbox, release_notebook)
-
-        started = time.monotonic()
-        run = subprocess.run(
-            [sys.executable, "-m", "autograder.grade", f"--root={root}", *arguments],
-            cwd=root,
-            env={**nbgrader_env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=GRADING_TIMEOUT_SECONDS,
-        )
-        return GradedCourse(root, run, time.monotonic() - started)
+        root = make_course(tmp_path_factory, repo_root, write_submissions)
+        return regrade(root, nbgrader_env, arguments, env)
 
     return grade
+
+
+def make_course(tmp_path_factory, repo_root, write_submissions):
+    """Return the root of a new temporary course with the repository's config and source/ and the submissions."""
+    release_notebook = repo_root / "release" / "Assignment1" / "Assignment1_blank.ipynb"
+    assert release_notebook.is_file(), f"{release_notebook} is missing; run `nbgrader generate_assignment`"
+
+    root = tmp_path_factory.mktemp("course")
+    shutil.copy(repo_root / "nbgrader_config.py", root)
+    ignore = shutil.ignore_patterns("data", ".ipynb_checkpoints")
+    shutil.copytree(repo_root / "source", root / "source", ignore=ignore)
+    inbox = root / "assignments"
+    inbox.mkdir()
+    write_submissions(inbox, release_notebook)
+    return root
+
+
+def grading_command(root, arguments=()):
+    return [sys.executable, "-m", "autograder.grade", f"--root={root}", *arguments]
+
+
+def regrade(root, nbgrader_env, arguments=(), env=None):
+    """Run ``python -m autograder.grade`` on the course at ``root`` again and return a ``GradedCourse``."""
+    started = time.monotonic()
+    run = subprocess.run(
+        grading_command(root, arguments),
+        cwd=root,
+        env={**nbgrader_env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=GRADING_TIMEOUT_SECONDS,
+    )
+    return GradedCourse(Path(root), run, time.monotonic() - started)
 
 
 @pytest.fixture(scope="session")

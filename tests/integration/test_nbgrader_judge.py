@@ -67,3 +67,15 @@ def test_judge_failure_raises(monkeypatch):
 
     with pytest.raises(ValueError):
         judge.preprocess(notebook, resources)
+
+
+@pytest.mark.parametrize("output", [
+    new_output("execute_result", data={"text/plain": "'ok'"}, execution_count=1),
+    new_output("stream", name="stderr", text="warning\n"),
+], ids=["execute_result", "stderr"])
+def test_judge_drops_outputs_that_score(output):
+    notebook = new_notebook(cells=[_cell("test_vgg11_layers", [output])])
+
+    notebook, _ = _judged(notebook)
+
+    assert [o.output_type for o in notebook.cells[0].outputs] == ["error"]

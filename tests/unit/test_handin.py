@@ -191,3 +191,8 @@ def test_judge_finetune_step_without_gradient(handin_dir):
     assert keys == ["finetune.head"], verdict
     answer = judge.answer_from_record(checks.FINETUNE, judge.read_record(handin_dir / f"{checks.FINETUNE}.json"))
     assert [finding.key for finding in answer.step_findings()] == ["finetune.step_classifier_unchanged"]
+
+
+def test_judge_rejects_fifo(tmp_path):
+    os.mkfifo(tmp_path / f"{checks.LAYERS}.json")
+    assert judge.judge_cell(tmp_path, checks.LAYERS)["status"] == "invalid"
