@@ -6,6 +6,7 @@ Submissions are read from ``assignments/<student_id>/Assignment1/Assignment1_bla
 """
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,8 @@ class Submission:
     """One student folder of the inbox and what it contains.
 
     ``problem`` is None for a notebook that nbgrader can grade, else a ``report.STATUSES`` key:
-    ``missing_assignment_folder``, ``notebook_missing``, ``wrong_notebook_name`` or ``invalid_notebook``.
+    ``special_files``, ``missing_assignment_folder``, ``notebook_missing``, ``wrong_notebook_name`` or
+    ``invalid_notebook``.
     ``detail`` contains the file names found or the read error.
     """
 
@@ -83,6 +85,12 @@ def inspect_submission(student_folder, assignment_id=ASSIGNMENT_ID, notebook_nam
     notebook = assignment_folder / notebook_name
     submission = Submission(student_id=student_folder.name, folder=student_folder, notebook=notebook)
 
+    special = special_files(student_folder)
+    if special:
+        submission.problem = "special_files"
+        submission.detail = ", ".join(special[:5]) + (f" (+{len(special) - 5})" if len(special) > 5 else "")
+        return submission
+
     if not assignment_folder.is_dir():
         submission.problem = "missing_assignment_folder"
         submission.detail = _list_names(student_folder)
@@ -100,6 +108,25 @@ def inspect_submission(student_folder, assignment_id=ASSIGNMENT_ID, notebook_nam
         submission.problem = "invalid_notebook"
         submission.detail = _first_line(error)
     return submission
+
+
+def special_files(folder):
+    """Return the paths under ``folder``, relative to it, that are symlinks or neither files nor folders.
+
+    nbgrader copies a submission's files as the grader, following symlinks, so a link to the source
+    notebook or the gradebook would put hidden tests into the autograded and feedback folders. A FIFO
+    would block the copy.
+    """
+    if Path(folder).is_symlink():
+        return ["."]
+    found = []
+    for directory, folders, files in os.walk(folder, followlinks=False):
+        for name in folders + files:
+            path = Path(directory, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                found.append(str(path.relative_to(folder)))
+    return sorted(found)
 
 
 def _list_names(folder):

@@ -23,6 +23,7 @@ STATUSES = {
     "notebook_missing": ("제출 파일 없음", "notebook missing"),
     "wrong_notebook_name": ("파일 이름이 다름", "wrong file name"),
     "invalid_notebook": ("노트북 파일을 읽을 수 없음", "not a valid notebook"),
+    "special_files": ("심볼릭 링크나 특수 파일이 있어 채점하지 않음", "not graded: contains symlinks or special files"),
     "autograde_failed": ("자동 채점 실패 (로그 확인)", "autograde failed (see log)"),
     "timed_out": ("채점 시간 초과", "grading timed out"),
     "not_graded": ("채점 결과 없음", "no grades in the gradebook"),

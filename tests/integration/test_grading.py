@@ -29,6 +29,7 @@ BROKEN_SUBMISSIONS = {
     "wrong_name": "wrong_notebook_name",
     "empty_folder": "notebook_missing",
     "no_assignment_folder": "missing_assignment_folder",
+    "symlinked": "special_files",
 }
 # A notebook of another assignment under this assignment's file name, and the solution with extra files.
 OTHER_ASSIGNMENT = "other_assignment"
@@ -50,6 +51,12 @@ def _write_broken_submissions(inbox, solution):
 
     (inbox / "no_assignment_folder").mkdir()
     shutil.copy(solution, inbox / "no_assignment_folder" / NOTEBOOK_NAME)
+
+    # A link to the source notebook, which holds the hidden tests, next to an honest notebook.
+    (inbox / "symlinked" / ASSIGNMENT_ID).mkdir(parents=True)
+    shutil.copy(solution, inbox / "symlinked" / ASSIGNMENT_ID / NOTEBOOK_NAME)
+    source = inbox.parent / "source" / ASSIGNMENT_ID / NOTEBOOK_NAME
+    (inbox / "symlinked" / ASSIGNMENT_ID / "notes.ipynb").symlink_to(source)
 
 
 def _write_unusual_submissions(inbox, solution):
