@@ -108,11 +108,12 @@ class JudgeHandIns(NbGraderPreprocessor):
         course files. coreutils' ``timeout`` inside the sandbox ends it after ``timeout`` seconds.
         """
         from .sandbox import run_sandboxed  # noqa: PLC0415 - only graders with the sandbox on need it
+        from .sandbox.kernel import student_environment  # noqa: PLC0415
 
         with tempfile.TemporaryDirectory(prefix="vgg11-judge-") as scratch, \
                 tempfile.TemporaryFile("w+", encoding="utf-8") as out, \
                 tempfile.TemporaryFile("w+", encoding="utf-8") as err:
-            env = {**env, "HOME": scratch, "MPLCONFIGDIR": scratch}
+            env = {**student_environment(env), "PYTHONPATH": _REPO_ROOT, "HOME": scratch, "MPLCONFIGDIR": scratch}
             timeout_program = shutil.which("timeout")
             if timeout_program:
                 command = [timeout_program, "--signal=KILL", str(self.timeout), *command]

@@ -106,6 +106,20 @@ def _chown_tree(path, uid):
             os.lchown(os.path.join(directory, name), uid, uid)
 
 
+# Variables that student code may see. Others, such as NBGRADER_DB_URL with its password or tokens,
+# stay with the grader; the launcher sets HOME, TORCH_HOME, PYTHONPATH and the data folder itself.
+_STUDENT_VARIABLES = {"PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TERM", "VIRTUAL_ENV", "CI", "NBGRADER_EXECUTION",
+                      "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "TORCH_HOME",
+                      "XDG_CACHE_HOME", "XDG_CONFIG_HOME"}
+_STUDENT_PREFIXES = ("LC_", "JPY_", "AUTOGRADER_", "ASSIGNMENT_", "PYDEVD_")
+
+
+def student_environment(environ):
+    """Return the variables of ``environ`` that a sandboxed command may see."""
+    return {name: value for name, value in environ.items()
+            if name in _STUDENT_VARIABLES or name.startswith(_STUDENT_PREFIXES)}
+
+
 def launch_kernel(connection_file, kernel_arguments):
     """Run ipykernel for ``connection_file`` in the sandbox until it exits, and return its exit code."""
     with open(connection_file, encoding="utf-8") as handle:
@@ -131,7 +145,7 @@ def launch_kernel(connection_file, kernel_arguments):
             for path in writable:
                 _chown_tree(path, uid)
 
-        env = dict(os.environ)
+        env = student_environment(os.environ)
         package_dir = os.path.dirname(os.path.abspath(autograder.__file__))
         env["PYTHONPATH"] = os.path.dirname(package_dir)
         readable = [package_dir]

@@ -117,6 +117,13 @@ def test_sandbox_has_no_network(course, tcp_server):
     assert accepted == []
 
 
+def test_sandbox_hides_grader_variables(course, monkeypatch):
+    monkeypatch.setenv("NBGRADER_DB_URL", "postgresql://grader:secret@db/course")
+    notebook = run_cells(["import os\nprint(sorted(os.environ))"], course["submission"])
+    output = stdout(notebook.cells[0])
+    assert "NBGRADER_DB_URL" not in output, output
+
+
 @needs_namespaces
 def test_sandbox_own_ipc_namespace(course):
     source = "import os\nprint(os.readlink('/proc/self/ns/ipc'), os.readlink('/proc/self/ns/net'))"
