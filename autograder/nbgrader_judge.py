@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from nbformat.v4 import new_output
@@ -33,23 +34,53 @@ from .handin import HANDIN_DIR_VARIABLE
 from .verdict import CheckFailed, Finding
 
 _RESOURCE_KEY = "autograder_handin_dir"
+_PREFIX = "vgg11-handin-"
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class PrepareHandIns(NbGraderPreprocessor):
-    """Create an empty hand-in folder for this notebook and name it in ``AUTOGRADER_HANDIN_DIR``."""
+    """Create an empty hand-in folder for this notebook and name it in ``AUTOGRADER_HANDIN_DIR``.
+
+    As root, the folder is a tmpfs of ``size_mib``, so student code cannot fill the disk through it.
+    Folders that a killed grading left behind are removed after ``stale_hours``.
+    """
 
     directory = Unicode("", help="Folder under which hand-in folders are made (default: the system's temp folder).").tag(
         config=True
     )
+    size_mib = Integer(64, help="Size of the hand-in tmpfs in MiB, where it can be mounted (as root).").tag(config=True)
+    stale_hours = Integer(6, help="Age after which a hand-in folder of an earlier run is removed.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        folder = tempfile.mkdtemp(prefix="vgg11-handin-", dir=self.directory or None)
+        parent = self.directory or tempfile.gettempdir()
+        _remove_stale_folders(parent, self.stale_hours * 3600)
+        folder = tempfile.mkdtemp(prefix=_PREFIX, dir=parent)
+        if os.geteuid() == 0 and shutil.which("mount"):
+            mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mib}m,mode=0777,nosuid,nodev",
+                                      "tmpfs", folder], capture_output=True, check=False)
+            if mounted.returncode != 0:
+                self.log.warning("The hand-in folder is not size-limited: mount failed: %s", mounted.stderr.strip())
         # The kernel may run as another, unprivileged user (see autograder.sandbox), which must write here.
         os.chmod(folder, 0o777)
         os.environ[HANDIN_DIR_VARIABLE] = folder
         resources[_RESOURCE_KEY] = folder
         return nb, resources
+
+
+def _remove_folder(folder):
+    if os.path.ismount(folder):
+        subprocess.run(["umount", "--lazy", folder], capture_output=True, check=False)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_folders(parent, age_seconds):
+    now = time.time()
+    for entry in os.scandir(parent):
+        try:
+            if entry.name.startswith(_PREFIX) and now - entry.stat(follow_symlinks=False).st_mtime > age_seconds:
+                _remove_folder(entry.path)
+        except OSError:
+            continue
 
 
 class JudgeHandIns(NbGraderPreprocessor):
@@ -67,7 +98,7 @@ class JudgeHandIns(NbGraderPreprocessor):
             verdicts = self.run_judge(folder)
         finally:
             os.environ.pop(HANDIN_DIR_VARIABLE, None)
-            shutil.rmtree(folder, ignore_errors=True)
+            _remove_folder(folder)
 
         limits = _limits_by_position(nb)
         for index, cell in enumerate(nb.cells):

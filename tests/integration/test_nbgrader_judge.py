@@ -79,3 +79,16 @@ def test_judge_drops_outputs_that_score(output):
     notebook, _ = _judged(notebook)
 
     assert [o.output_type for o in notebook.cells[0].outputs] == ["error"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can mount the size-limited tmpfs")
+def test_handin_folder_size_limited():
+    _, resources = PrepareHandIns(size_mib=1).preprocess(new_notebook(), {})
+    folder = resources["autograder_handin_dir"]
+    try:
+        with pytest.raises(OSError):
+            with open(os.path.join(folder, "fill"), "wb") as handle:
+                handle.write(bytes(2 * 1024 * 1024))
+    finally:
+        JudgeHandIns().preprocess(new_notebook(), resources)
+    assert not os.path.exists(folder)
