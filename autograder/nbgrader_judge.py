@@ -108,8 +108,8 @@ class JudgeHandIns(NbGraderPreprocessor):
             verdict = verdicts.get(grade_id, {"status": "missing"})
             self.log.info("Verdict of %s: %s", grade_id, _summary(verdict))
             reason = _kernel_reason(cell, index, limits)
-            kept = [output for output in cell.outputs if not _scores(output)]
-            cell.outputs = [_verdict_output(grade_id, verdict, reason), *kept]
+            informative = [output for output in cell.outputs if not _scores(output)]
+            cell.outputs = [_verdict_output(grade_id, verdict, reason), *informative]
         return nb, resources
 
     def run_judge(self, folder):
