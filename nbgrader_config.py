@@ -48,7 +48,9 @@ c.Autograde.create_student = True
 
 # Same as nbgrader's default list, with OverwriteCells replaced: untouched test cells get their
 # hidden tests back without a checksum warning, and an edited locked cell still logs one.
+# RestoreCellMetadata first puts back the nbgrader flags and points that a submission changed.
 c.Autograde.sanitize_preprocessors = [
+    "autograder.nbgrader_ext.RestoreCellMetadata",
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",

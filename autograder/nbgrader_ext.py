@@ -21,8 +21,8 @@ from nbclient.util import ensure_async, run_sync
 from nbformat.v4 import new_code_cell
 from nbformat.v4.nbbase import random_cell_id
 from nbgrader import utils
-from nbgrader.api import MissingEntry
-from nbgrader.preprocessors import ClearHiddenTests, Execute, OverwriteCells
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, List
 
 from autograder import limit_events
@@ -58,6 +58,47 @@ def hidden_test_lines(source, clearer=None):
         if line not in kept and line.strip():
             removed.add(line.strip())
     return removed
+
+
+class RestoreCellMetadata(NbGraderPreprocessor):
+    """Give each cell with a known grade_id the nbgrader flags and points that the gradebook stores.
+
+    A submission may turn a test cell's ``grade`` flag off, change its points, or contain a cell pasted
+    from another nbgrader notebook. nbgrader 0.9.6 then stops autograding that submission with
+    "Inconsistent checksums" or KeyError: 'grade_id'. Here a known grade_id gets its stored ``grade``,
+    ``solution``, ``locked`` and ``points`` back, and a cell with an unknown or no grade_id loses its
+    nbgrader metadata and runs as an ordinary cell. It runs first among the sanitize preprocessors.
+    """
+
+    def preprocess(self, nb, resources):
+        try:
+            with Gradebook(resources["nbgrader"]["db_url"]) as gradebook:
+                stored = gradebook.find_notebook(resources["nbgrader"]["notebook"], resources["nbgrader"]["assignment"])
+                points = {cell.name: cell.max_score for cell in stored.grade_cells}
+                solutions = {cell.name for cell in stored.solution_cells}
+                locked = {cell.name: cell.locked for cell in stored.source_cells}
+        except MissingEntry:
+            return nb, resources
+
+        for cell in nb.cells:
+            metadata = cell.metadata.get("nbgrader")
+            if metadata is None:
+                continue
+            grade_id = metadata.get("grade_id")
+            if grade_id not in locked:
+                self.log.warning("Cell with unknown grade_id %r: treated as an ordinary cell", grade_id)
+                del cell.metadata["nbgrader"]
+                continue
+            restored = {"grade": grade_id in points, "solution": grade_id in solutions, "locked": locked[grade_id]}
+            if grade_id in points:
+                restored["points"] = points[grade_id]
+            changed = {key for key, value in restored.items() if metadata.get(key) != value}
+            if changed:
+                self.log.warning("Cell %s: restoring nbgrader metadata %s", grade_id, ", ".join(sorted(changed)))
+            metadata.update(restored)
+            if grade_id not in points:
+                metadata.pop("points", None)
+        return nb, resources
 
 
 class OverwriteCellsWithHiddenTests(OverwriteCells):

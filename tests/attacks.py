@@ -137,6 +137,17 @@ def _duplicate_test_cell(notebook):
     notebook.cells.insert(notebook.cells.index(cell), duplicate)
 
 
+def _edit_metadata(notebook):
+    """Turn off one test cell's grade flag, raise another's points, and paste a grade cell of another notebook."""
+    _cell(notebook, "test_vgg11_classifier").metadata["nbgrader"]["grade"] = False
+    _cell(notebook, "test_finetune_frozen").metadata["nbgrader"]["points"] = 100
+    pasted = copy.deepcopy(_cell(notebook, "test_vgg11_layers"))
+    pasted.id = "pasted-grade-cell"
+    pasted.source = "print('bonus')"
+    pasted.metadata["nbgrader"]["grade_id"] = "test_bonus"
+    notebook.cells.append(pasted)
+
+
 def _cell(notebook, grade_id):
     return next(cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
@@ -152,6 +163,7 @@ ATTACKS = {
     "patch_checks_return": (PATCH_CHECKS_RETURN, "", None, BASE_POINTS),
     "edit_test_cell": ("", "", _edit_test_cell, BASE_POINTS),
     "duplicate_test_cell": ("", "", _duplicate_test_cell, BASE_POINTS),
+    "edit_metadata": ("", "", _edit_metadata, BASE_POINTS),
 }
 
 

@@ -13,6 +13,7 @@ from autograder.nbgrader_ext import (
     BoundedExecute,
     ClearHiddenTestsFromFeedback,
     OverwriteCellsWithHiddenTests,
+    RestoreCellMetadata,
     hidden_test_lines,
     remove_hidden_tests,
 )
@@ -117,6 +118,31 @@ def test_overwrite_duplicated_cell_is_plain_code(gradebook_with_test_cell):
     notebook, _ = OverwriteCellsWithHiddenTests().preprocess(notebook, resources)
 
     assert "nbgrader" not in notebook.cells[1].metadata
+
+
+def _restore_metadata(db_url, cells):
+    notebook = new_notebook(cells=cells)
+    resources = {"nbgrader": {"notebook": "Assignment1_blank", "assignment": "Assignment1", "db_url": db_url}}
+    notebook, _ = RestoreCellMetadata().preprocess(notebook, resources)
+    return notebook.cells
+
+
+def test_restore_metadata_grade_flag(gradebook_with_test_cell):
+    cell = _test_cell(RELEASED_TEST)
+    cell.metadata["nbgrader"].update(grade=False, points=100)
+
+    restored, = _restore_metadata(gradebook_with_test_cell, [cell])
+
+    assert (restored.metadata["nbgrader"]["grade"], restored.metadata["nbgrader"]["points"]) == (True, 3)
+
+
+def test_restore_metadata_unknown_grade_id(gradebook_with_test_cell):
+    pasted = _test_cell("print('hi')")
+    pasted.metadata["nbgrader"]["grade_id"] = "test_from_assignment2"
+
+    restored, = _restore_metadata(gradebook_with_test_cell, [pasted])
+
+    assert "nbgrader" not in restored.metadata
 
 
 def _traceback_with_hidden_lines():
