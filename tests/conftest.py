@@ -32,6 +32,23 @@ def pytest_configure(config):
         sys.path.insert(0, str(REPO_ROOT))
 
 
+@pytest.fixture(autouse=True)
+def _working_directory_exists():
+    """Start every test in the repository root when the working directory has been removed.
+
+    NOTE: in one full CI run the test process's working directory disappeared after the slow grading
+    modules, and every later test that starts a kernel failed on os.getcwd(). The cause is not found yet.
+    """
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        import warnings
+
+        warnings.warn("the working directory was removed by an earlier test; changing to the repository root")
+        os.chdir(REPO_ROOT)
+    yield
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     """The repository root, which is also the nbgrader course root."""
