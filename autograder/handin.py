@@ -110,7 +110,5 @@ def _write_json(path, record):
 
 
 def _plain(value):
-    """JSON fallback for the tuples' contents that json cannot write, such as torch.Size."""
-    if isinstance(value, (tuple, list)):
-        return list(value)
+    """Return ``value`` as text: the JSON fallback for values that json cannot write, such as a torch.dtype."""
     return str(value)

@@ -9,7 +9,7 @@ checks of every test cell with ``hidden=True`` and prints one JSON object on sta
      "test_finetune_frozen": {"status": "missing"}, ...}
 
 ``status`` is ``judged`` (no findings means the cell passes), ``missing`` (no file: the cell's hand-in
-line never ran) or ``invalid`` (the file is not a hand-in that the judge accepts; ``detail`` says why).
+line never ran) or ``invalid`` (the file is not a hand-in that the judge accepts, and ``detail`` gives the reason).
 The nbgrader preprocessor ``nbgrader_judge.JudgeHandIns`` turns this into the test cells' outputs.
 Python's ``-P`` keeps the working folder, which may hold the student's files, off ``sys.path``.
 """

@@ -52,7 +52,7 @@ def _write_broken_submissions(inbox, solution):
     (inbox / "no_assignment_folder").mkdir()
     shutil.copy(solution, inbox / "no_assignment_folder" / NOTEBOOK_NAME)
 
-    # A link to the source notebook, which holds the hidden tests, next to an honest notebook.
+    # A link to the source notebook, which contains the hidden tests, next to an honest notebook.
     (inbox / "symlinked" / ASSIGNMENT_ID).mkdir(parents=True)
     shutil.copy(solution, inbox / "symlinked" / ASSIGNMENT_ID / NOTEBOOK_NAME)
     source = inbox.parent / "source" / ASSIGNMENT_ID / NOTEBOOK_NAME

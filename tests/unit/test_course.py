@@ -1,4 +1,4 @@
-"""What ``autograder.course`` finds in a student folder before nbgrader sees it."""
+"""What ``autograder.course`` finds in a student folder before nbgrader reads it."""
 
 import os
 
