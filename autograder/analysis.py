@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from . import reference
-from .trace import export_model, program_outputs, trace_program, trace_until_error
+from .trace import export_model, export_until_error, program_outputs, trace_program, trace_until_error
 from .verdict import Finding
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ class ModelAnalysis:
     output_shape: tuple | None = None
     problem: Finding | None = None
     device: str = "meta"
-    # True when forward raised: train_ops then end with the op that raised, if it was an aten op.
+    # True when forward raised. The programs then compute the part before the error, and train_ops
+    # and eval_ops end with the op that raised, which failed_ops also contains per mode.
     crashed: bool = False
+    failed_ops: dict = field(default_factory=dict)
     # Parameters that forward created or replaced, grouped by the kind of layer that contains them:
     # "linear" for the classifier, "other" for the convolutional part.
     rebuilt: dict = field(default_factory=dict)
@@ -89,17 +91,11 @@ def _parameter_identity(model):
 def _export(model, mode, check, device, batch):
     getattr(model, mode)()
     x = example_input(batch, device=device)
-    # torch logs the failing operator at ERROR level before raising; the raised error is reported instead.
-    fake_tensor_log = logging.getLogger("torch._subclasses.fake_tensor")
-    level = fake_tensor_log.level
-    fake_tensor_log.setLevel(logging.CRITICAL)
     try:
         program = export_model(model, x)
     except Exception as error:  # noqa: BLE001
         log.debug("export in %s mode failed", mode, exc_info=True)
         return None, _error_finding(check, "run.error", error, shape=tuple(x.shape))
-    finally:
-        fake_tensor_log.setLevel(level)
     outputs = program_outputs(program)
     if not program.call_spec.out_spec.is_leaf():
         return None, Finding(check, "run.not_tensor", {"actual": f"{type(outputs).__name__} ({len(outputs)})"})
@@ -159,16 +155,36 @@ def _analyse_on(model_cls, check, num_classes, device):
         train_program, analysis.problem = _export(analysis.model, "train", check, device, BATCH)
         analysis.rebuilt = _rebuilt_parameters(analysis.model, before)
         if train_program is None and analysis.problem.key in ("run.error", "run.input_channels"):
-            analysis.crashed = True
-            analysis.train_ops = trace_until_error(analysis.model.train(), example_input(BATCH, device=device))
+            _trace_crash(analysis, device)
         if train_program is not None:
             analysis.train_program = train_program
             analysis.train_ops = trace_program(train_program)
             analysis.output_shape = program_output_shape(train_program)
             analysis.eval_program, analysis.problem = _export(analysis.model, "eval", check, device, EVAL_BATCH)
     if analysis.eval_program is not None:
-        analysis.eval_ops = trace_program(analysis.eval_program)
+        analysis.eval_ops = ops_with_failure(analysis.eval_program, analysis.failed_ops.get("eval"))
     return analysis
+
+
+def ops_with_failure(program, failed_op):
+    """Return the ops of ``program``, followed by the op that raised after them, if any."""
+    return trace_program(program) + ([failed_op] if failed_op is not None else [])
+
+
+def _trace_crash(analysis, device):
+    """Keep the part of a forward pass that runs before it raises, as programs in train and eval mode."""
+    analysis.crashed = True
+    model = analysis.model
+    for mode, batch in (("train", BATCH), ("eval", EVAL_BATCH)):
+        getattr(model, mode)()
+        program, analysis.failed_ops[mode] = export_until_error(model, example_input(batch, device=device))
+        setattr(analysis, f"{mode}_program", program)
+    if analysis.train_program is not None:
+        analysis.train_ops = ops_with_failure(analysis.train_program, analysis.failed_ops["train"])
+    else:
+        # NOTE: the eager trace cannot be handed in (see handin.analysis_record), so the judge receives
+        # only the failed op of such a model and fails its convolutional part.
+        analysis.train_ops = trace_until_error(model.train(), example_input(BATCH, device=device))
 
 
 def _rebuilt_parameters(model, before):

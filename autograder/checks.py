@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from . import reference
-from .analysis import BATCH, analyse, rebuilt_finding
+from .analysis import BATCH, Recorded, analyse, rebuilt_finding
 from .equivalence import ProgramRunError, close_enough, compare_with_reference
 from .sequence import expected_classifier, expected_features, first_difference, layer_from_op
 from .stages import pool_stages
@@ -68,20 +68,32 @@ def blocking_problem(analysis):
 
 
 def _comparison(model_cls, analysis):
-    """Compare with the reference. A program traced on ``meta`` that cannot run is traced again on the CPU."""
-    if analysis.eval_program is None:
-        return None
+    """Compare with the reference and return ``(comparison, finding)``: one of them is None.
+
+    A program traced on ``meta`` that cannot run is traced again on the CPU. A handed-in model
+    cannot be traced again, so its program must run as it is.
+    """
     if not hasattr(analysis, "comparison"):
-        try:
-            analysis.comparison = compare_with_reference(analysis)
-        except ProgramRunError:
-            log.info("the meta-device program did not run on real tensors; tracing again on the CPU")
-            try:
-                analysis.comparison = compare_with_reference(analyse(model_cls, LAYERS, device="cpu"))
-            except ProgramRunError:
-                log.warning("equivalence with the reference VGG11 could not be checked", exc_info=True)
-                analysis.comparison = None
+        analysis.comparison = _compare(model_cls, analysis)
     return analysis.comparison
+
+
+def _compare(model_cls, analysis):
+    if analysis.eval_program is None:
+        return None, Finding(LAYERS, "features.not_compared")
+    try:
+        comparison = compare_with_reference(analysis)
+    except ProgramRunError as error:
+        if isinstance(model_cls, Recorded):
+            return None, Finding(LAYERS, "features.not_runnable", {"error": str(error)[:300]})
+        log.info("the meta-device program did not run on real tensors; tracing again on the CPU")
+        try:
+            comparison = compare_with_reference(analyse(model_cls, LAYERS, device="cpu"))
+        except ProgramRunError as error_on_cpu:
+            return None, Finding(LAYERS, "features.not_runnable", {"error": str(error_on_cpu)[:300]})
+    if comparison is None:
+        return None, Finding(LAYERS, "features.not_compared")
+    return comparison, None
 
 
 # Convolutional part.
@@ -98,9 +110,13 @@ def layer_findings(model_cls, hidden=False):
     if finding:
         return [finding]
     if hidden:
-        comparison = _comparison(model_cls, analysis)
-        for block, (difference, scale) in enumerate(comparison.stages if comparison else [], start=1):
-            if difference is not None and not close_enough(difference, scale):
+        comparison, unchecked = _comparison(model_cls, analysis)
+        if unchecked:
+            return [unchecked]
+        for block, (difference, scale) in enumerate(comparison.stages, start=1):
+            if difference is None:
+                return [Finding(LAYERS, "features.eval_shape", {"block": block})]
+            if not close_enough(difference, scale):
                 return [Finding(LAYERS, "features.not_equivalent", {"block": block, "difference": difference})]
     return []
 
@@ -191,7 +207,9 @@ def classifier_findings(model_cls, hidden=False):
     if not hidden:
         return []
 
-    comparison = _comparison(model_cls, analysis)
+    comparison, unchecked = _comparison(model_cls, analysis)
+    if unchecked is not None and unchecked.key == "features.not_runnable":
+        return [Finding(CLASSIFIER, unchecked.key, unchecked.fields)]
     if comparison is not None and not close_enough(*comparison.output):
         features_match = all(close_enough(*stage) for stage in comparison.stages)
         if features_match:

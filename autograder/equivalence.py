@@ -17,7 +17,7 @@ from torch.export.graph_signature import InputKind
 
 from . import reference
 from .analysis import EVAL_BATCH, example_input
-from .trace import STRUCTURAL, program_outputs
+from .trace import ADAPTIVE_POOLS, STRUCTURAL, program_outputs
 
 log = logging.getLogger(__name__)
 
@@ -67,25 +67,42 @@ def _layers(model, kind):
 
 
 def _assign_reference(ops, ref, state):
-    """Fill ``state`` (FQN -> tensor) with reference tensors. Return False when the layers do not line up."""
+    """Fill ``state`` (FQN -> tensor) with reference tensors and return the kinds that were filled.
+
+    Return None when the convolutions or BatchNorm layers do not line up with the reference one to
+    one. Linear layers that do not line up are left out, so that the feature maps are still compared.
+    """
+    first_linear = next((index for index, op in enumerate(ops) if op.kind == "linear"), len(ops))
+    assigned = set()
     for kind in ("conv", "batchnorm", "linear"):
-        student = [op for op in ops if op.kind == kind]
-        ref_layers = _layers(ref, kind)
-        if len(student) != len(ref_layers):
-            return False
-        for op, layer in zip(student, ref_layers):
-            for role, name in op.weights.items():
-                if name is None:
-                    if role == "bias" and kind == "conv":
-                        layer.bias.data.zero_()  # a bias-free conv before BatchNorm matches a zero bias
-                        continue
-                    return False
-                value = getattr(layer, role).detach()
-                if name not in state or tuple(state[name].shape) != tuple(value.shape):
-                    return False
-                state[name] = value
-        if any(op.weights.get("weight") is None for op in student):
-            return False
+        # The reference has BatchNorm2d in its features only, so a BatchNorm1d in the classifier is left out.
+        part = ops if kind == "linear" else ops[:first_linear]
+        if _assign_kind(part, ref, state, kind):
+            assigned.add(kind)
+        elif kind != "linear":
+            return None
+    return assigned
+
+
+def _assign_kind(ops, ref, state, kind):
+    student = [op for op in ops if op.kind == kind]
+    ref_layers = _layers(ref, kind)
+    if len(student) != len(ref_layers) or any(op.weights.get("weight") is None for op in student):
+        return False
+    values = {}
+    for op, layer in zip(student, ref_layers):
+        for role, name in op.weights.items():
+            if name is None and role == "bias" and kind == "conv":
+                continue  # a bias-free conv before BatchNorm matches the reference with a zero bias
+            if name is None:
+                return False
+            value = getattr(layer, role).detach()
+            if name not in state or tuple(state[name].shape) != tuple(value.shape):
+                return False
+            values[name] = value
+        if kind == "conv" and op.weights.get("bias") is None:
+            layer.bias.data.zero_()
+    state.update(values)
     return True
 
 
@@ -115,17 +132,18 @@ def _block_outputs(ops, values):
     """Return the tensor that leaves each block, read where the next layer takes it.
 
     For blocks 1 to 4 that is the input of the next block's first conv, which also accepts a ReLU
-    applied after the pool. For block 5 it is the last 4-D feature map before fc1, so that a wrong
-    flatten order shows in the classifier, not in block 5.
+    applied after the pool. For block 5 it is the last 4-D feature map before fc1 (or before the end
+    of a forward pass that raised earlier), so that a wrong flatten order shows in the classifier,
+    not in block 5. An adaptive pool after block 5 belongs to the classifier, as in ``checks``.
     """
     convs = [op for op in ops if op.kind == "conv"]
-    first_linear = next((index for index, op in enumerate(ops) if op.kind == "linear"), None)
-    if len(convs) != len(reference.conv_names()) or first_linear is None:
+    first_linear = next((index for index, op in enumerate(ops) if op.kind == "linear"), len(ops))
+    if len(convs) != len(reference.conv_names()):
         return []
     first_convs = [index + 1 for index in reference.block_ends()[:-1]]
     outputs = [values.get(convs[index].source) for index in first_convs]
-    feature_maps = [op for op in ops[:first_linear]
-                    if op.kind in STRUCTURAL and op.out_shape is not None and len(op.out_shape) == 4]
+    feature_maps = [op for op in ops[:first_linear] if op.kind in STRUCTURAL and op.kind not in ADAPTIVE_POOLS
+                    and op.out_shape is not None and len(op.out_shape) == 4]
     outputs.append(values.get(feature_maps[-1].node) if feature_maps else None)
     return outputs
 
@@ -138,7 +156,8 @@ def compare_with_reference(analysis, num_classes=10):
     # the meta device they have none, so they start at zero.
     state = {name: torch.zeros(tensor.shape, dtype=tensor.dtype) if tensor.is_meta else tensor.detach().clone()
              for name, tensor in program.state_dict.items()}
-    if not _assign_reference(analysis.eval_ops, ref, state):
+    assigned = _assign_reference(analysis.eval_ops, ref, state)
+    if assigned is None:
         return None
 
     ref_pools = []
@@ -161,7 +180,8 @@ def compare_with_reference(analysis, num_classes=10):
         stages.append((_difference(student_value, ref_value), float(ref_value.abs().max())))
 
     output_node = program_outputs(program)[0]
-    output = (_difference(values.get(output_node.name), ref_output), float(ref_output.abs().max()))
+    difference = _difference(values.get(output_node.name), ref_output) if "linear" in assigned else None
+    output = (difference, float(ref_output.abs().max()))
     return Comparison(stages, output)
 
 

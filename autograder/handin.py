@@ -59,7 +59,7 @@ def vgg11_record(model_cls, cell):
 
 
 def analysis_record(analysis):
-    """Return a ``ModelAnalysis`` as JSON-ready data: programs, problem, crash trace and rebuilt parameters."""
+    """Return a ``ModelAnalysis`` as JSON-ready data: programs, problem, failed ops and rebuilt parameters."""
     problem = analysis.problem
     return {
         "device": analysis.device,
@@ -68,8 +68,9 @@ def analysis_record(analysis):
         },
         "crashed": analysis.crashed,
         "rebuilt": analysis.rebuilt,
-        # Ops recorded eagerly up to the error; a complete forward pass travels as programs instead.
-        "ops": [asdict(op) for op in analysis.train_ops] if analysis.train_program is None else None,
+        # A forward pass that raised travels as programs of the part before the error, plus the op
+        # that raised. The judge never reads ops without a program, because those could be made up.
+        "failed_ops": {mode: asdict(op) for mode, op in analysis.failed_ops.items() if op is not None},
         "train": artifact.dump_program(analysis.train_program) if analysis.train_program is not None else None,
         "eval": artifact.dump_program(analysis.eval_program) if analysis.eval_program is not None else None,
     }

@@ -28,7 +28,7 @@ import torch.nn as nn
 from torch.export.graph_signature import InputKind, OutputKind
 
 from . import artifact, checks, messages
-from .analysis import ModelAnalysis, Recorded, program_output_shape
+from .analysis import ModelAnalysis, Recorded, ops_with_failure, program_output_shape
 from .handin import FINETUNE_INPUT_SIZE
 from .trace import Op, trace_program
 from .verdict import Finding
@@ -89,20 +89,31 @@ def _analysis_from_record(record, check):
     analysis.crashed = bool(record.get("crashed"))
     analysis.rebuilt = {str(kind): [str(name) for name in names]
                         for kind, names in (record.get("rebuilt") or {}).items()}
+    failed_ops = record.get("failed_ops") or {}
+    if not isinstance(failed_ops, dict):
+        raise InvalidHandIn("failed_ops is not an object")
+    if analysis.crashed:
+        analysis.failed_ops = {mode: _op(failed_ops[mode]) for mode in ("train", "eval") if mode in failed_ops}
     try:
         if record.get("train") is not None:
             analysis.train_program = artifact.load_program(record["train"])
-            analysis.train_ops = trace_program(analysis.train_program)
-            analysis.output_shape = program_output_shape(analysis.train_program)
-        elif record.get("ops") is not None:
-            analysis.train_ops = [_op(item) for item in record["ops"]]
         if record.get("eval") is not None:
             analysis.eval_program = artifact.load_program(record["eval"])
-            analysis.eval_ops = trace_program(analysis.eval_program)
     except artifact.UnsafeProgram as error:
         raise InvalidHandIn(str(error)) from error
-    if analysis.problem is None and analysis.train_program is None:
-        raise InvalidHandIn("a model without a problem must hand in its program")
+
+    # The programs of a model that crashed compute the part before the error and return no logits.
+    if analysis.train_program is not None:
+        analysis.train_ops = ops_with_failure(analysis.train_program, analysis.failed_ops.get("train"))
+        if not analysis.crashed:
+            analysis.output_shape = program_output_shape(analysis.train_program)
+    elif analysis.failed_ops.get("train") is not None:
+        analysis.train_ops = [analysis.failed_ops["train"]]
+    if analysis.eval_program is not None:
+        analysis.eval_ops = ops_with_failure(analysis.eval_program, analysis.failed_ops.get("eval"))
+    if analysis.problem is None and (analysis.train_program is None or analysis.eval_program is None
+                                     or analysis.crashed):
+        raise InvalidHandIn("a model without a problem must hand in its train-mode and eval-mode programs")
     return analysis
 
 

@@ -109,6 +109,22 @@ CATALOGUE = {
         "With the same weights, the output of block {block} differs from VGG11 (max difference "
         "{difference:.3g}). Check the layer order and that forward applies every layer.",
     ),
+    "features.eval_shape": (
+        "eval 모드에서 블록 {block}의 출력 shape이 VGG11과 다릅니다. forward가 self.training에 따라 "
+        "다른 레이어를 쓰지 않는지 확인하세요.",
+        "In eval mode, the output of block {block} has another shape than in VGG11. Check that forward "
+        "does not choose other layers depending on self.training.",
+    ),
+    "features.not_compared": (
+        "같은 가중치를 넣어 VGG11과 계산을 비교할 수 없었습니다. 모든 conv와 BatchNorm의 가중치가 "
+        "nn.Parameter로 등록되어 있는지 (plain tensor 속성이 아닌지) 확인하세요.",
+        "The model could not be compared with VGG11 under the same weights. Check that the weights of "
+        "every conv and BatchNorm layer are registered as nn.Parameter, not kept as plain tensor attributes.",
+    ),
+    "features.not_runnable": (
+        "같은 가중치를 넣은 forward를 실행하지 못했습니다: {error}",
+        "Forward with the same weights failed to run: {error}",
+    ),
 
     # Classifier.
     "classifier.no_linear": (

@@ -9,8 +9,14 @@ saved with ``torch.export.save`` in another process without running the student'
 
 from dataclasses import dataclass, field
 
+import contextlib
+import functools
+import logging
+
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 # aten overload packet name -> trace kind. Names missing here become "other".
 _KINDS = {
@@ -43,7 +49,8 @@ STRUCTURAL = {
     "relu", "activation", "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool",
     "linear", "dropout", "softmax", "mean",
 }
-POOLS = {"maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool"}
+ADAPTIVE_POOLS = {"adaptive_avgpool", "adaptive_maxpool"}
+POOLS = {"maxpool", "avgpool", *ADAPTIVE_POOLS}
 
 
 @dataclass
@@ -240,4 +247,81 @@ def trace_until_error(model, example_input):
 
 def export_model(model, example_input):
     """Export ``model`` with ``torch.export`` in its current train/eval mode."""
-    return torch.export.export(model, (example_input,), strict=False)
+    with _quiet_fake_tensor_log():
+        return torch.export.export(model, (example_input,), strict=False)
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log():
+    """Silence torch's ERROR log of an operator that fails during export: callers report the error themselves."""
+    fake_tensor_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_tensor_log.level
+    fake_tensor_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        fake_tensor_log.setLevel(level)
+
+
+class _PassThroughAfterError(TorchFunctionMode):
+    """Turn the first torch call that raises into a pass-through, and every later call too.
+
+    A pass-through returns the call's first tensor argument unchanged, so forward returns the last
+    tensor computed before the error, and nothing after the error reaches the traced graph.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.failed = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not self.failed:
+            try:
+                return func(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - the caller describes the failed call from the graph
+                self.failed = True
+        return next((leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)), None)
+
+
+def export_until_error(model, example_input):
+    """Export the forward pass of ``model`` up to the first torch call that raises.
+
+    Returns ``(program, failed_op)``. The program computes every op before the error and returns the
+    last tensor computed. ``failed_op`` describes the call that raised, read from the node that the
+    tracer created for it, and is None when nothing raised. Exporting a forward pass that raises
+    fails otherwise, because the exception leaves the tracer's module stack unbalanced.
+    Returns ``(None, None)`` when export fails anyway, for example when the student's own Python
+    code raises after the error.
+    """
+    mode = _PassThroughAfterError()
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def forward_until_error(*args, **kwargs):
+        with mode:
+            return forward(*args, **kwargs)
+
+    model.forward = forward_until_error
+    try:
+        program = export_model(model, example_input)
+    except Exception:  # noqa: BLE001 - student code; the caller keeps the eager trace
+        return None, None
+    finally:
+        del model.forward
+    return _remove_failed_nodes(program)
+
+
+def _remove_failed_nodes(program):
+    """Remove the nodes without a traced value (the call that raised) and return ``(program, failed_op)``."""
+    failed = [node for node in program.graph.nodes if node.op == "call_function" and node.meta.get("val") is None]
+    if not failed:
+        return program, None
+    ops = trace_program(program)
+    failed_op = next(op for op in ops if op.node == failed[0].name)
+    for node in reversed(failed):
+        if node.users:
+            return None, None
+        program.graph.erase_node(node)
+    program.graph_module.recompile()
+    return program, failed_op

@@ -102,6 +102,45 @@ _handin.hand_in = _forged
 """
 
 
+# Replaces VGG11 with a single conv, and hand_in with one that claims the base answer's layers as the
+# ops of a forward pass that raised at fc1: an eager op list, with no program that computes them.
+FORGE_CRASH_OPS = """
+import json, os
+from dataclasses import asdict
+import autograder.handin as _handin
+from autograder.analysis import analyse
+from autograder.trace import trace_program
+
+_honest_ops = [asdict(op) for op in trace_program(analyse(VGG11, "test_vgg11_layers").train_program)]
+_hand_in = _handin.hand_in
+
+
+class VGG11(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, num_classes, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+def _forged(cell, answer):
+    folder = os.environ.get("AUTOGRADER_HANDIN_DIR")
+    if not folder or cell == "test_finetune_frozen":
+        return _hand_in(cell, answer)
+    fc1 = {"kind": "linear", "target": "linear", "node": "fc1", "source": None, "in_shape": [2, 512],
+           "out_shape": None, "params": {"in_features": 25088, "out_features": 4096}, "weights": {}}
+    crashed = {"problem": {"key": "run.error", "fields": {"error_type": "RuntimeError", "error": "", "shape": "x"}},
+               "crashed": True, "rebuilt": {}, "ops": _honest_ops + [fc1], "failed_ops": {"train": fc1},
+               "train": None, "eval": None}
+    with open(os.path.join(folder, cell + ".json"), "w") as handle:
+        json.dump({"format": 1, "cell": cell, "kind": "vgg11", "models": {"default": crashed}}, handle)
+
+
+_handin.hand_in = _forged
+"""
+
+
 # Gives each test cell an execute_result after it ran: nbgrader reads the first execute_result of a
 # grade cell as partial credit, and a value that is not a number as full points.
 DISPLAYHOOK_CREDIT = """
@@ -159,6 +198,7 @@ ATTACKS = {
     "fake_modules": (FAKE_MODULES, "", None, NOTHING),
     "hide_tracebacks": (HIDE_TRACEBACKS, "", None, BASE_POINTS),
     "forge_handin": (FORGE_HANDIN, "", None, NOTHING),
+    "forge_crash_ops": (FORGE_CRASH_OPS, "", None, NOTHING),
     "displayhook_credit": (DISPLAYHOOK_CREDIT, "", None, BASE_POINTS),
     "patch_checks_return": (PATCH_CHECKS_RETURN, "", None, BASE_POINTS),
     "edit_test_cell": ("", "", _edit_test_cell, BASE_POINTS),

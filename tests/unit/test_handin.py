@@ -2,12 +2,14 @@
 
 import json
 import os
+from dataclasses import asdict
 
 import pytest
 import torch
 import torch.nn as nn
 
 from autograder import artifact, checks, handin, judge
+from autograder.trace import trace_program
 from tests.casefiles import FINETUNE_CASES, VGG11_CASES, load_case
 from tests.mutants import systematic_mutants
 
@@ -61,6 +63,81 @@ def test_hand_in_records_build_error(handin_dir):
 
     verdict = judge.judge_cell(handin_dir, checks.LAYERS)
     assert [finding["key"] for finding in verdict["findings"]] == ["build.error"]
+
+
+# A model whose forward raises at fc1 hands in programs of the part before the error.
+CRASH_CASE = next(path for path in VGG11_CASES if path.stem == "fail_view_merges_batch_crash")
+
+
+def _hand_in_all(handin_dir, model_cls):
+    for cell in VGG11_CELLS:
+        handin.hand_in(cell, model_cls)
+    return {cell: json.loads((handin_dir / f"{cell}.json").read_text(encoding="utf-8")) for cell in VGG11_CELLS}
+
+
+def _write_records(handin_dir, records):
+    for cell, record in records.items():
+        (handin_dir / f"{cell}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def test_hand_in_crash_sends_programs(handin_dir):
+    records = _hand_in_all(handin_dir, load_case(CRASH_CASE).VGG11)
+
+    model = records[checks.LAYERS]["models"]["default"]
+    assert model["crashed"] is True
+    assert model["train"] is not None
+    assert model["eval"] is not None
+    assert model["failed_ops"]["train"]["kind"] == "linear"
+
+
+def test_judge_ignores_crash_ops_without_program(handin_dir):
+    records = _hand_in_all(handin_dir, load_case(CRASH_CASE).VGG11)
+    for record in records.values():
+        model = record["models"]["default"]
+        ops = trace_program(artifact.load_program(model["train"]))
+        model["ops"] = [asdict(op) for op in ops] + [model["failed_ops"]["train"]]
+        model["train"] = model["eval"] = None
+    _write_records(handin_dir, records)
+
+    verdicts = judge.judge_folder(handin_dir, VGG11_CELLS)
+
+    assert {cell: _outcome(verdict) for cell, verdict in verdicts.items()} == dict.fromkeys(VGG11_CELLS, "fail")
+
+
+def test_judge_crash_without_eval_program(handin_dir):
+    records = _hand_in_all(handin_dir, load_case(CRASH_CASE).VGG11)
+    for record in records.values():
+        record["models"]["default"]["eval"] = None
+    _write_records(handin_dir, records)
+
+    verdict = judge.judge_cell(handin_dir, checks.LAYERS)
+
+    assert [finding["key"] for finding in verdict["findings"]] == ["features.not_compared"]
+
+
+def test_judge_crash_compares_features(handin_dir):
+    class ScaledThenCrash(load_case(CRASH_CASE).VGG11):
+        """The right layers, but the feature map leaving block 1 is doubled, and fc1 then raises."""
+
+        def forward(self, x):
+            x = self.features[4:](self.features[:4](x) * 2)
+            return self.classifier(x.view(-1, 512))
+
+    _hand_in_all(handin_dir, ScaledThenCrash)
+
+    verdicts = judge.judge_folder(handin_dir, VGG11_CELLS)
+
+    assert [finding["key"] for finding in verdicts[checks.LAYERS]["findings"]] == ["features.not_equivalent"]
+    assert _outcome(verdicts[checks.POOL_SHAPES]) == "pass"
+
+
+def test_judge_rejects_missing_eval_program(handin_dir):
+    passing = next(path for path in VGG11_CASES if path.stem == "pass_functional_style")
+    records = _hand_in_all(handin_dir, load_case(passing).VGG11)
+    records[checks.LAYERS]["models"]["default"]["eval"] = None
+    _write_records(handin_dir, records)
+
+    assert judge.judge_cell(handin_dir, checks.LAYERS)["status"] == "invalid"
 
 
 def test_judge_missing_file(tmp_path):
