@@ -26,7 +26,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
 import autograder
-from autograder.sandbox.launcher import make_private_dir, probe_support, run_sandboxed, sandbox_uid
+from autograder.sandbox.launcher import chown_tree, make_private_dir, probe_support, run_sandboxed, sandbox_uid
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,6 @@ def _warn_copy(directory):
     )
 
 
-def _chown_tree(path, uid):
-    os.chown(path, uid, uid)
-    for directory, subdirectories, files in os.walk(path):
-        for name in subdirectories + files:
-            os.lchown(os.path.join(directory, name), uid, uid)
-
-
 # Variables that student code may see. Others, such as NBGRADER_DB_URL with its password or tokens,
 # stay with the grader; the launcher sets HOME, TORCH_HOME, PYTHONPATH and the data folder itself.
 _STUDENT_VARIABLES = {"PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TERM", "VIRTUAL_ENV", "CI", "NBGRADER_EXECUTION",
@@ -141,9 +134,12 @@ def launch_kernel(connection_file, kernel_arguments):
         handin_dir = os.environ.get(HANDIN_DIR_VARIABLE)
         if handin_dir and os.path.isdir(handin_dir):
             writable.append(handin_dir)
-        if namespaces:
+        # Without namespaces, the launcher may still switch to the sandbox uid (see run_sandboxed).
+        # NOTE: that switch is tested with plain commands only. A kernel running as the sandbox uid
+        # without namespaces needs a Python install outside a mode-700 home and has not been run yet.
+        if os.geteuid() == 0:
             for path in writable:
-                _chown_tree(path, uid)
+                chown_tree(path, uid)
 
         env = student_environment(os.environ)
         package_dir = os.path.dirname(os.path.abspath(autograder.__file__))
@@ -162,8 +158,12 @@ def launch_kernel(connection_file, kernel_arguments):
 
         data_dir = _data_dir()
         raw_dir = os.path.join(data_dir, "FashionMNIST", "raw")
-        if not namespaces:
+        if not namespaces and _data_is_unpacked(data_dir):
             env[DATA_DIR_VARIABLE] = data_dir
+            readable.append(data_dir)
+        elif not namespaces:
+            # The kernel may run as the sandbox uid, which cannot write the grader's data folder.
+            env[DATA_DIR_VARIABLE] = os.path.join(runtime_dir, "data")
         elif _data_is_unpacked(data_dir) and _readable_by_others(raw_dir):
             env[DATA_DIR_VARIABLE] = data_dir
             readable.append(data_dir)
@@ -177,12 +177,17 @@ def launch_kernel(connection_file, kernel_arguments):
         # ipykernel exits when its parent process changes. In the pid namespace its parent is
         # process 1, which ipykernel accepts only as JPY_PARENT_PID=1 (ipykernel 7.4, kernelapp.py).
         env["JPY_PARENT_PID"] = "1" if namespaces else str(os.getpid())
-        if namespaces:
-            env["HOME"] = SANDBOX_HOME
-            env["MPLCONFIGDIR"] = os.path.join(SANDBOX_HOME, "matplotlib")
-            env["IPYTHONDIR"] = os.path.join(SANDBOX_HOME, "ipython")
-            env.pop("XDG_CACHE_HOME", None)
-            env.pop("XDG_CONFIG_HOME", None)
+        # The grader's home is not the student's: the kernel gets an empty one of its own.
+        home = SANDBOX_HOME if namespaces else os.path.join(runtime_dir, "home")
+        if not namespaces:
+            os.mkdir(home)
+            if os.geteuid() == 0:
+                chown_tree(home, uid)
+        env["HOME"] = home
+        env["MPLCONFIGDIR"] = os.path.join(home, "matplotlib")
+        env["IPYTHONDIR"] = os.path.join(home, "ipython")
+        env.pop("XDG_CACHE_HOME", None)
+        env.pop("XDG_CONFIG_HOME", None)
 
         def write_start_status(result):
             _write_json(status_path(connection_file), result.as_dict())

@@ -4,6 +4,8 @@
 command through ``init.py`` in new network, mount, pid and IPC namespaces, as a uid and gid of its own,
 with only the listed paths visible. Without them it runs the command directly with the rlimits, in
 a scratch copy of the working directory, and logs one warning that names the protections that are off.
+As root without namespaces, the command still gets a uid of its own when that uid can read every
+path the command needs.
 """
 
 import json
@@ -11,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -178,7 +181,9 @@ def run_sandboxed(
     not chowned, so the caller makes them writable for that uid. ``copies`` lists
     ``(source, target)`` pairs: each source is copied as root to ``target`` under ``/tmp`` and given
     to the sandbox uid, for files that the uid could not read where they are. Without namespaces,
-    ``copies`` are ignored and the command reads the sources where they are.
+    ``copies`` are ignored and the command reads the sources where they are. There, as root, the
+    command runs as ``uid`` when that uid can read ``readable``, the absolute paths in ``argv`` and
+    ``PYTHONPATH`` (see ``unreadable_path``), and as root otherwise.
     ``on_start(result)`` is called once the protections are known and before the command runs.
     ``stdout`` and ``stderr`` go to ``subprocess.Popen`` (default: this process's own).
 
@@ -194,7 +199,8 @@ def run_sandboxed(
             {"stdout": stdout, "stderr": stderr},
         )
     return _run_with_rlimits(
-        argv, cwd, copy_cwd, cwd_ignore, limits, env, support.reason, on_start, {"stdout": stdout, "stderr": stderr}
+        argv, cwd, copy_cwd, cwd_ignore, readable, limits, env, uid, support.reason, on_start,
+        {"stdout": stdout, "stderr": stderr},
     )
 
 
@@ -284,13 +290,16 @@ def _run_in_namespaces(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_start, streams):
-    # TODO: as root without namespaces (a container without CAP_SYS_ADMIN) the command still runs as
-    # root. Switching to the sandbox uid needs a Python install that the uid can read, which a
-    # pyenv under /root (mode 700) is not.
+def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, readable, limits, env, uid, reason, on_start, streams):
     cgroups = SandboxCgroups(limits.memory_bytes, limits.processes) if os.geteuid() == 0 else SandboxCgroups(0, 0)
+    uid = sandbox_uid() if uid is None else uid
+    hidden = unreadable_path(_needed_paths(argv, readable, env), uid) if os.geteuid() == 0 else None
+    switch_user = os.geteuid() == 0 and hidden is None
     enforced = ["rlimits"]
-    missing = ["network", "filesystem", "pid_namespace", "user"]
+    missing = ["network", "filesystem", "pid_namespace"]
+    (enforced if switch_user else missing).append("user")
+    if hidden is not None:
+        reason = f"{reason}; the sandbox uid cannot read {hidden}, so the command runs as root"
     for controller in ("memory", "pids"):
         (enforced if controller in cgroups.paths else missing).append(f"{controller}_cgroup")
     scratch = None
@@ -299,6 +308,8 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
         if copy_cwd:
             ignore = shutil.ignore_patterns(*cwd_ignore)
             shutil.copytree(cwd, scratch, dirs_exist_ok=True, symlinks=True, ignore=ignore)
+        if switch_user:
+            chown_tree(scratch, uid)
         enforced.append("scratch_copy")
     result = SandboxResult(enforced=enforced, missing=missing)
     _warn_missing(missing, reason)
@@ -309,6 +320,10 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
         cgroups.join()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         apply_rlimits(rlimits)
+        if switch_user:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
 
     try:
         if on_start:
@@ -325,6 +340,56 @@ def _run_with_rlimits(argv, cwd, copy_cwd, cwd_ignore, limits, env, reason, on_s
         cgroups.remove()
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _needed_paths(argv, readable, env):
+    """Return the paths that ``argv`` reads: ``readable``, its absolute arguments, ``PYTHONPATH`` and,
+    when it runs this Python, the Python install."""
+    arguments = [argument for argument in argv if os.path.isabs(argument) and os.path.exists(argument)]
+    python_path = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    paths = list(readable) + arguments + python_path
+    install = python_paths()
+    if any(_is_within(os.path.realpath(argument), prefix) for argument in arguments for prefix in install):
+        paths += install
+    return paths
+
+
+def unreadable_path(paths, uid):
+    """Return the first of ``paths`` (or a folder above it) that ``uid``, with the gid of the same number
+    and no other groups, cannot read, or None. Only permission bits count, not ACLs, and a folder's
+    contents are not checked."""
+    for path in paths:
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            continue
+        folder = os.path.dirname(real)
+        while folder != os.path.dirname(folder):
+            if not _allows(os.stat(folder), uid, stat.S_IXOTH):
+                return folder
+            folder = os.path.dirname(folder)
+        status = os.stat(real)
+        if not _allows(status, uid, stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(status.st_mode) else 0)):
+            return real
+    return None
+
+
+def _allows(status, uid, other_bits):
+    """Return True when the mode grants ``other_bits`` (given as the bits for others) to ``uid``."""
+    if status.st_uid == uid:
+        bits = other_bits << 6
+    elif status.st_gid == uid:
+        bits = other_bits << 3
+    else:
+        bits = other_bits
+    return status.st_mode & bits == bits
+
+
+def chown_tree(path, uid):
+    """Give ``path`` and everything below it to ``uid`` (and the group of the same number)."""
+    os.chown(path, uid, uid)
+    for directory, subdirectories, files in os.walk(path):
+        for name in subdirectories + files:
+            os.lchown(os.path.join(directory, name), uid, uid)
 
 
 def _wait(command, preexec, env, cwd=None, streams=None, kill_on_term=False):

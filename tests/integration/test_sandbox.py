@@ -8,8 +8,10 @@ them; the limit tests also run without, where only the rlimits apply.
 
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.limit_events import KERNEL_DIED_ENAME, KERNEL_UNRESPONSIVE_ENAME
 from autograder.nbgrader_ext import BoundedExecute
-from autograder.sandbox import SandboxLimits, probe_support, run_sandboxed
+from autograder.sandbox import SandboxLimits, launcher, probe_support, run_sandboxed
 
 pytestmark = pytest.mark.integration
 
@@ -341,7 +343,10 @@ def test_without_namespaces_limits_still_apply(course, monkeypatch, capfd):
     assert stdout(notebook.cells[4]) == "after kill\n"
     assert [kind for _, kind in limit_kinds(notebook)] == ["memory_limit", "output_truncated", "kernel_died"]
     sandbox = notebook.metadata["autograder"]["sandbox"]
-    assert {"network", "filesystem", "user"} <= set(sandbox["missing"])
+    assert {"network", "filesystem"} <= set(sandbox["missing"])
+    # As root, the kernel gets a uid of its own only where other users can read the Python install.
+    switches_user = os.geteuid() == 0 and launcher.unreadable_path(launcher.python_paths(), launcher.UID_BASE) is None
+    assert "user" in sandbox["enforced" if switches_user else "missing"]
     warnings = [line for line in capfd.readouterr().err.splitlines() if "Some sandbox protections are off" in line]
     # One warning per kernel start: the first kernel and the one restarted after the kill.
     assert len(warnings) == 2, warnings
@@ -365,3 +370,71 @@ def test_notebook_timeout_recorded(course):
     assert errors(notebook.cells[0])[-1]["ename"] == "CellTimeoutError"
     assert limit_kinds(notebook)[0] == (0, "notebook_timeout")
     assert stdout(notebook.cells[1]) == "next\n"
+
+
+@pytest.fixture
+def without_namespaces(monkeypatch):
+    monkeypatch.setenv(launcher.NAMESPACES_VARIABLE, "off")
+    monkeypatch.setattr(launcher, "_support_cache", None)
+
+
+def _user_id_in_sandbox(tmp_path, readable=()):
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    output = tmp_path / "uid.txt"
+    with open(output, "w", encoding="utf-8") as handle:
+        result = run_sandboxed(["/usr/bin/id", "-u"], cwd=str(work), readable=readable, stdout=handle,
+                               uid=launcher.UID_BASE + 7)
+    return output.read_text(encoding="utf-8").strip(), result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_without_namespaces_switches_user(tmp_path, without_namespaces):
+    uid, result = _user_id_in_sandbox(tmp_path)
+    assert uid == str(launcher.UID_BASE + 7)
+    assert "user" in result.enforced
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_without_namespaces_unreadable_path_keeps_root(tmp_path, without_namespaces):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    uid, result = _user_id_in_sandbox(tmp_path, readable=[str(private)])
+    assert uid == "0"
+    assert "user" in result.missing
+
+
+@pytest.fixture
+def public_dir():
+    """A folder in /tmp that every user can enter: pytest's tmp_path lies under a 0700 folder."""
+    path = Path(tempfile.mkdtemp(prefix="vgg11-permissions-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a folder's owner needs root")
+@pytest.mark.parametrize(("mode", "owner", "readable"), [
+    (0o755, "root", True),
+    (0o700, "root", False),
+    (0o711, "root", False),
+    (0o700, "sandbox", True),
+    (0o750, "sandbox-group", True),
+], ids=["755-root", "700-root", "711-root", "700-sandbox-owner", "750-sandbox-group"])
+def test_unreadable_path_modes(public_dir, mode, owner, readable):
+    uid = launcher.UID_BASE + 7
+    folder = public_dir / "folder"
+    folder.mkdir(mode=mode)
+    folder.chmod(mode)
+    os.chown(folder, uid if owner == "sandbox" else 0, uid if owner == "sandbox-group" else 0)
+
+    hidden = launcher.unreadable_path([str(folder)], uid)
+
+    assert (hidden is None) == readable, hidden
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a folder's owner needs root")
+def test_unreadable_path_parent_folder(public_dir):
+    (public_dir / "closed" / "open").mkdir(parents=True)
+    (public_dir / "closed").chmod(0o700)
+    assert launcher.unreadable_path([str(public_dir / "closed" / "open")], launcher.UID_BASE + 7) == str(public_dir / "closed")
