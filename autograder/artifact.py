@@ -13,6 +13,10 @@ JSON graph that ``torch.export`` serializes, without weights, and ``load_program
 Parameters and buffers come back on the ``meta`` device with their shapes, dtypes and
 ``requires_grad``, because the checks give the graph reference weights of their own. Tensor
 constants, which the graph may use, travel as lists of numbers.
+
+The shapes written in the document are claims. ``propagate_shapes`` runs the graph on ``meta``
+tensors for an input that the judge chooses and replaces every node's shape with the computed one,
+within budgets of operations and memory, so that the checks read what the graph computes.
 """
 
 import json
@@ -20,10 +24,20 @@ import re
 
 import torch
 from torch._export.serde.serialize import SerializedArtifact, deserialize, serialize
+from torch.export.graph_signature import InputKind
+from torch.utils.flop_counter import FlopCounterMode
 
-# Largest tensor constant that travels as a list of numbers, and largest program document.
+# Largest tensor constant that travels as a list of numbers, all constants of a program together,
+# and the largest program document.
 MAX_CONSTANT_ELEMENTS = 100_000
+MAX_TOTAL_CONSTANT_ELEMENTS = 200_000
 MAX_DOCUMENT_BYTES = 20_000_000
+
+# Budgets of one forward pass of a handed-in program. VGG11 takes about 15 GFLOP per 224x224 image
+# (FlopCounterMode counts a multiply-add as 2) and about 60 call nodes in train mode.
+MAX_NODES = 1_000
+MAX_FLOP_PER_SAMPLE = 50e9
+MAX_OUTPUT_BYTES = 2 * 2**30
 
 _ATEN_TARGET = re.compile(r"^torch\.ops\.aten\.(?P<packet>[A-Za-z0-9_]+)\.[A-Za-z0-9_]+$")
 _OTHER_TARGETS = {"_operator.getitem"}
@@ -183,6 +197,9 @@ def _serialized_dtype(code):
 
 def _load_constants(documents, names):
     constants = {}
+    total = sum(_declared_elements(documents.get(name)) for name in names)
+    if total > MAX_TOTAL_CONSTANT_ELEMENTS:
+        raise UnsafeProgram(f"constants have {total} elements together (limit {MAX_TOTAL_CONSTANT_ELEMENTS})")
     for name in names:
         item = documents.get(name)
         if not isinstance(item, dict) or item.get("dtype") not in _DTYPE_BY_NAME:
@@ -197,3 +214,67 @@ def _load_constants(documents, names):
             raise UnsafeProgram(f"constant {name}: values do not match the shape {shape}")
         constants[name] = tensor.reshape(shape)
     return constants
+
+
+def _declared_elements(item):
+    """Return the number of elements of a constant's document, from its shape."""
+    if not isinstance(item, dict) or not isinstance(item.get("shape"), list):
+        return 0
+    try:
+        return torch.Size(int(size) for size in item["shape"]).numel()
+    except (TypeError, ValueError) as error:
+        raise UnsafeProgram(f"constant shape not accepted: {item['shape']!r:.80}") from error
+
+
+def propagate_shapes(program, input_shape):
+    """Run ``program`` on ``meta`` tensors for a float32 input of ``input_shape`` and store each node's
+    computed value in ``node.meta["val"]``, in place of the shapes that the document claims.
+
+    Raises ``UnsafeProgram`` when the program takes another input, fails on that input, or exceeds
+    ``MAX_NODES``, ``MAX_FLOP_PER_SAMPLE`` per sample or ``MAX_OUTPUT_BYTES`` of node outputs.
+    """
+    nodes = list(program.graph.nodes)
+    if sum(node.op == "call_function" for node in nodes) > MAX_NODES:
+        raise UnsafeProgram(f"more than {MAX_NODES} operations")
+    user_inputs = [spec for spec in program.graph_signature.input_specs if spec.kind == InputKind.USER_INPUT]
+    if len(user_inputs) != 1:
+        raise UnsafeProgram(f"{len(user_inputs)} user inputs, expected 1")
+
+    args = []
+    for spec in program.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            args.append(torch.empty(input_shape, device="meta"))
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER) and spec.target in program.state_dict:
+            args.append(torch.empty_like(program.state_dict[spec.target], device="meta"))
+        else:
+            args.append(torch.empty_like(program.constants[spec.target], device="meta"))
+
+    interpreter = _MetaInterpreter(program.graph_module, garbage_collect_values=False)
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            interpreter.run(*args)
+    except Exception as error:  # noqa: BLE001 - any failure of the graph on its input is reported the same way
+        raise UnsafeProgram(f"the program does not run on an input of shape {tuple(input_shape)}: "
+                            f"{type(error).__name__}: {str(error)[:200]}") from error
+
+    flop_limit = MAX_FLOP_PER_SAMPLE * input_shape[0]
+    if counter.get_total_flops() > flop_limit:
+        raise UnsafeProgram(f"{counter.get_total_flops():.3g} floating-point operations (limit {flop_limit:.3g})")
+    output_bytes = 0
+    for node, value in interpreter.env.items():
+        node.meta["val"] = value
+        for tensor in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(tensor, torch.Tensor):
+                output_bytes += tensor.numel() * tensor.element_size()
+    if output_bytes > MAX_OUTPUT_BYTES:
+        raise UnsafeProgram(f"node outputs take {output_bytes} bytes (limit {MAX_OUTPUT_BYTES})")
+
+
+class _MetaInterpreter(torch.fx.Interpreter):
+    """Run a graph with every ``device`` argument set to ``meta``, so that it creates no real tensors."""
+
+    def call_function(self, target, args, kwargs):
+        if "device" in kwargs:
+            kwargs = {**kwargs, "device": torch.device("meta")}
+        return super().call_function(target, args, kwargs)

@@ -67,33 +67,47 @@ def blocking_problem(analysis):
     return analysis.problem
 
 
-def _comparison(model_cls, analysis):
+def _comparison(model_cls, analysis, num_classes=None):
     """Compare with the reference and return ``(comparison, finding)``: one of them is None.
 
     A program traced on ``meta`` that cannot run is traced again on the CPU. A handed-in model
     cannot be traced again, so its program must run as it is.
     """
     if not hasattr(analysis, "comparison"):
-        analysis.comparison = _compare(model_cls, analysis)
+        analysis.comparison = _compare(model_cls, analysis, num_classes)
     return analysis.comparison
 
 
-def _compare(model_cls, analysis):
+def _compare(model_cls, analysis, num_classes):
     if analysis.eval_program is None:
         return None, Finding(LAYERS, "features.not_compared")
+    reference_classes = num_classes or 10
     try:
-        comparison = compare_with_reference(analysis)
+        comparison = compare_with_reference(analysis, reference_classes)
     except ProgramRunError as error:
         if isinstance(model_cls, Recorded):
             return None, Finding(LAYERS, "features.not_runnable", {"error": str(error)[:300]})
         log.info("the meta-device program did not run on real tensors; tracing again on the CPU")
         try:
-            comparison = compare_with_reference(analyse(model_cls, LAYERS, device="cpu"))
+            comparison = compare_with_reference(analyse(model_cls, LAYERS, num_classes, device="cpu"), reference_classes)
         except ProgramRunError as error_on_cpu:
             return None, Finding(LAYERS, "features.not_runnable", {"error": str(error_on_cpu)[:300]})
     if comparison is None:
         return None, Finding(LAYERS, "features.not_compared")
     return comparison, None
+
+
+def _stage_finding(stages, mode):
+    """Return the finding of the first block whose output differs from the reference's, or None."""
+    if len(stages) != len(reference.POOL_SHAPES):
+        return Finding(LAYERS, "features.not_compared")
+    for block, (difference, scale) in enumerate(stages, start=1):
+        if difference is None:
+            return Finding(LAYERS, "features.mode_shape", {"block": block, "mode": mode})
+        if not close_enough(difference, scale):
+            key = "features.not_equivalent" if mode == "eval" else "features.train_not_equivalent"
+            return Finding(LAYERS, key, {"block": block, "difference": difference})
+    return None
 
 
 # Convolutional part.
@@ -113,11 +127,9 @@ def layer_findings(model_cls, hidden=False):
         comparison, unchecked = _comparison(model_cls, analysis)
         if unchecked:
             return [unchecked]
-        for block, (difference, scale) in enumerate(comparison.stages, start=1):
-            if difference is None:
-                return [Finding(LAYERS, "features.eval_shape", {"block": block})]
-            if not close_enough(difference, scale):
-                return [Finding(LAYERS, "features.not_equivalent", {"block": block, "difference": difference})]
+        finding = _stage_finding(comparison.stages, "eval") or _stage_finding(comparison.train_stages, "train")
+        if finding:
+            return [finding]
     return []
 
 
@@ -170,7 +182,7 @@ def _fc1_input_finding(classifier_ops):
     return None
 
 
-def _num_classes_finding(model_cls):
+def _num_classes_finding(model_cls, compared):
     analysis = analyse(model_cls, CLASSIFIER, num_classes=OTHER_NUM_CLASSES)
     if analysis.problem:
         return analysis.problem
@@ -179,6 +191,15 @@ def _num_classes_finding(model_cls):
         return Finding(CLASSIFIER, "classifier.num_classes_ignored",
                        {"num_classes": OTHER_NUM_CLASSES, "expected": shape_text(expected),
                         "actual": shape_text(analysis.output_shape)})
+    if not compared:
+        return None
+    # Where the default model's classifier was compared, the model built with num_classes=7 must
+    # compute the 7-class VGG11 as well, not only return its shape.
+    comparison, unchecked = _comparison(model_cls, analysis, OTHER_NUM_CLASSES)
+    if unchecked is not None or comparison.output[0] is None:
+        return Finding(CLASSIFIER, "classifier.num_classes_not_compared", {"num_classes": OTHER_NUM_CLASSES})
+    if not close_enough(*comparison.output):
+        return Finding(CLASSIFIER, "classifier.not_equivalent", {"difference": comparison.output[0]})
     return None
 
 
@@ -210,11 +231,11 @@ def classifier_findings(model_cls, hidden=False):
     comparison, unchecked = _comparison(model_cls, analysis)
     if unchecked is not None and unchecked.key == "features.not_runnable":
         return [Finding(CLASSIFIER, unchecked.key, unchecked.fields)]
-    if comparison is not None and not close_enough(*comparison.output):
-        features_match = all(close_enough(*stage) for stage in comparison.stages)
-        if features_match:
-            return [Finding(CLASSIFIER, "classifier.not_equivalent", {"difference": comparison.output[0]})]
-    finding = _num_classes_finding(model_cls)
+    # NOTE: a classifier that follows a block-5 feature map of another shape is judged on its layer
+    # sequence alone, because the reference's feature map cannot be fed into it.
+    if comparison is not None and comparison.output[0] is not None and not close_enough(*comparison.output):
+        return [Finding(CLASSIFIER, "classifier.not_equivalent", {"difference": comparison.output[0]})]
+    finding = _num_classes_finding(model_cls, comparison is not None and comparison.output[0] is not None)
     return [finding] if finding else []
 
 

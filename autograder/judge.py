@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import stat
 import sys
 from pathlib import Path
@@ -27,8 +28,8 @@ import torch
 import torch.nn as nn
 from torch.export.graph_signature import InputKind, OutputKind
 
-from . import artifact, checks, messages
-from .analysis import ModelAnalysis, Recorded, ops_with_failure, program_output_shape
+from . import artifact, checks, equivalence, messages, reference
+from .analysis import BATCH, EVAL_BATCH, ModelAnalysis, Recorded, ops_with_failure, program_output_shape
 from .handin import FINETUNE_INPUT_SIZE
 from .trace import Op, trace_program
 from .verdict import Finding
@@ -96,9 +97,9 @@ def _analysis_from_record(record, check):
         analysis.failed_ops = {mode: _op(failed_ops[mode]) for mode in ("train", "eval") if mode in failed_ops}
     try:
         if record.get("train") is not None:
-            analysis.train_program = artifact.load_program(record["train"])
+            analysis.train_program = _load_program(record["train"], BATCH)
         if record.get("eval") is not None:
-            analysis.eval_program = artifact.load_program(record["eval"])
+            analysis.eval_program = _load_program(record["eval"], EVAL_BATCH)
     except artifact.UnsafeProgram as error:
         raise InvalidHandIn(str(error)) from error
 
@@ -115,6 +116,13 @@ def _analysis_from_record(record, check):
                                      or analysis.crashed):
         raise InvalidHandIn("a model without a problem must hand in its train-mode and eval-mode programs")
     return analysis
+
+
+def _load_program(document, batch, size=reference.INPUT_SIZE):
+    """Load a handed-in program and compute its shapes for an input of ``batch`` RGB images of ``size``."""
+    program = artifact.load_program(document)
+    artifact.propagate_shapes(program, (batch, 3, size, size))
+    return program
 
 
 def _finding(check, record):
@@ -210,15 +218,14 @@ def finetune_from_record(record):
     if record.get("program") is None:
         raise InvalidHandIn("a VGG-like fine-tuning record must hand in its program")
     try:
-        program = artifact.load_program(record["program"])
+        program = _load_program(record["program"], 2, FINETUNE_INPUT_SIZE)
     except artifact.UnsafeProgram as error:
         raise InvalidHandIn(str(error)) from error
 
     names = {spec.arg.name: spec.target for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"}
     parameters = [[fqn, bool(program.state_dict[fqn].requires_grad)] for fqn in names.values()
                   if fqn.startswith(("features.", "classifier."))]
-    if not any(name.startswith("features.") for name, _ in parameters) or \
-            not any(name.startswith("classifier.") for name, _ in parameters):
+    if not _torchvision_vgg11_parameters(program):
         return {**base, "vgg": False}, None
     linears = [op for op in trace_program(program) if op.kind == "linear"]
     last = linears[-1] if linears else None
@@ -227,6 +234,23 @@ def finetune_from_record(record):
     else:
         head = [last.target if last is not None else "NoneType", None, None]
     return {**base, "head": head, "parameters": parameters}, program
+
+
+def _torchvision_vgg11_parameters(program):
+    """Return True when the program's parameters, ``classifier.6`` aside, have the names and shapes of
+    torchvision's ``vgg11`` or ``vgg11_bn``, so that the fine-tuning check judges a VGG11."""
+    import torchvision  # noqa: PLC0415 - only the fine-tuning cell needs it, and it takes a second to import
+
+    def shapes(named):
+        return {name: tuple(tensor.shape) for name, tensor in named if not name.startswith("classifier.6.")}
+
+    handed_in = shapes((name, tensor) for name, tensor in program.state_dict.items()
+                       if isinstance(tensor, nn.Parameter))
+    for build in (torchvision.models.vgg11, torchvision.models.vgg11_bn):
+        with torch.device("meta"):
+            if shapes(build().named_parameters()) == handed_in:
+                return True
+    return False
 
 
 def program_step_findings(program):
@@ -293,6 +317,9 @@ def judge_cell(folder, cell):
 
 
 def judge_folder(folder, cells=tuple(_FINDERS)):
+    """Judge the hand-ins of ``cells`` in ``folder``, with reference weights and an input drawn for this call."""
+    _analyses_by_record.clear()
+    equivalence.set_seeds(secrets.randbelow(2**31), secrets.randbelow(2**31))
     return {cell: judge_cell(folder, cell) for cell in cells}
 
 

@@ -109,11 +109,18 @@ CATALOGUE = {
         "With the same weights, the output of block {block} differs from VGG11 (max difference "
         "{difference:.3g}). Check the layer order and that forward applies every layer.",
     ),
-    "features.eval_shape": (
-        "eval 모드에서 블록 {block}의 출력 shape이 VGG11과 다릅니다. forward가 self.training에 따라 "
+    "features.mode_shape": (
+        "{mode} 모드에서 블록 {block}의 출력 shape이 VGG11과 다릅니다. forward가 self.training에 따라 "
         "다른 레이어를 쓰지 않는지 확인하세요.",
-        "In eval mode, the output of block {block} has another shape than in VGG11. Check that forward "
+        "In {mode} mode, the output of block {block} has another shape than in VGG11. Check that forward "
         "does not choose other layers depending on self.training.",
+    ),
+    "features.train_not_equivalent": (
+        "train 모드(BatchNorm이 batch 통계를 쓸 때)에서 같은 가중치를 넣었을 때 블록 {block}의 출력이 VGG11과 "
+        "다릅니다 (최대 차이 {difference:.3g}). forward가 self.training에 따라 다르게 계산하지 않는지 확인하세요.",
+        "In train mode (BatchNorm with batch statistics), with the same weights, the output of block {block} "
+        "differs from VGG11 (max difference {difference:.3g}). Check that forward does not compute something "
+        "else depending on self.training.",
     ),
     "features.not_compared": (
         "같은 가중치를 넣어 VGG11과 계산을 비교할 수 없었습니다. 모든 conv와 BatchNorm의 가중치가 "
@@ -140,6 +147,12 @@ CATALOGUE = {
         "마지막 Linear의 출력 크기에 num_classes 인자를 쓰세요.",
         "Output of VGG11(num_classes={num_classes}): expected {expected}, got {actual}. "
         "Use the num_classes argument for the last Linear layer's output size.",
+    ),
+    "classifier.num_classes_not_compared": (
+        "VGG11(num_classes={num_classes})을 같은 가중치로 VGG11과 비교할 수 없었습니다. "
+        "num_classes가 마지막 Linear의 출력 크기만 바꾸는지 확인하세요.",
+        "VGG11(num_classes={num_classes}) could not be compared with VGG11 under the same weights. Check that "
+        "num_classes changes only the output size of the last Linear layer.",
     ),
     "classifier.batch_merged": (
         "fc1의 입력: 기대 {expected}, 실제 {actual}. flatten이 batch 차원을 합쳤습니다. "

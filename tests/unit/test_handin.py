@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 import torch.nn as nn
+import torchvision
 
 from autograder import artifact, checks, handin, judge
 from autograder.trace import trace_program
@@ -19,6 +20,8 @@ VGG11_CELLS = (checks.LAYERS, checks.POOL_SHAPES, checks.CLASSIFIER)
 @pytest.fixture
 def handin_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(handin.HANDIN_DIR_VARIABLE, str(tmp_path))
+    # Each test judges its records afresh, as the judge does for each notebook.
+    monkeypatch.setattr(judge, "_analyses_by_record", {})
     return tmp_path
 
 
@@ -140,6 +143,81 @@ def test_judge_rejects_missing_eval_program(handin_dir):
     assert judge.judge_cell(handin_dir, checks.LAYERS)["status"] == "invalid"
 
 
+# Records edited after an honest hand-in: the judge must read what the programs compute.
+POOL_NOT_APPLIED = next(path for path in VGG11_CASES if path.stem == "fail_pool_not_applied")
+FLATTEN_CHANNELS_LAST = next(path for path in VGG11_CASES if path.stem == "fail_flatten_channels_last")
+
+
+def test_judge_recomputes_claimed_shapes(handin_dir):
+    records = _hand_in_all(handin_dir, load_case(POOL_NOT_APPLIED).VGG11)
+    graph = records[checks.POOL_SHAPES]["models"]["default"]["train"]["graph"]["graph_module"]["graph"]
+    adaptive = next(node for node in graph["nodes"] if "adaptive_avg_pool2d" in node["target"])
+    source = adaptive["inputs"][0]["arg"]["as_tensor"]["name"]
+    graph["tensor_values"][source]["sizes"][2:] = [{"as_int": 7}, {"as_int": 7}]  # really 14x14
+    _write_records(handin_dir, records)
+
+    verdict = judge.judge_cell(handin_dir, checks.POOL_SHAPES)
+
+    assert [finding["key"] for finding in verdict["findings"]] == ["pools.no_pool"], verdict
+
+
+def test_judge_classifier_train_program_as_eval(handin_dir):
+    records = _hand_in_all(handin_dir, load_case(FLATTEN_CHANNELS_LAST).VGG11)
+    for model in records[checks.CLASSIFIER]["models"].values():
+        model["eval"] = model["train"]
+    _write_records(handin_dir, records)
+
+    verdict = judge.judge_cell(handin_dir, checks.CLASSIFIER)
+
+    assert _outcome(verdict) == "fail", verdict
+
+
+def test_judge_compares_train_mode(handin_dir):
+    class ZeroInTraining(load_case(CRASH_CASE).VGG11):
+        """Right in eval mode, but the feature map leaving block 1 is zeroed in train mode."""
+
+        def forward(self, x):
+            x = self.features[:4](x)
+            x = self.features[4:](x * 0 if self.training else x)
+            return self.classifier(torch.flatten(x, 1))
+
+    _hand_in_all(handin_dir, ZeroInTraining)
+
+    verdict = judge.judge_cell(handin_dir, checks.LAYERS)
+
+    assert [finding["key"] for finding in verdict["findings"]] == ["features.train_not_equivalent"], verdict
+
+
+def test_judge_rejects_costly_program(handin_dir, monkeypatch):
+    _hand_in_all(handin_dir, load_case(CRASH_CASE).VGG11)
+    monkeypatch.setattr(artifact, "MAX_FLOP_PER_SAMPLE", 1e6)
+
+    verdict = judge.judge_cell(handin_dir, checks.LAYERS)
+
+    assert verdict["status"] == "invalid"
+    assert "floating-point operations" in verdict["detail"]
+
+
+def test_judge_rejects_many_constants(handin_dir, monkeypatch):
+    class WithConstant(load_case(CRASH_CASE).VGG11):
+        """Keeps a plain tensor attribute, which torch.export hands in as a tensor constant."""
+
+        def __init__(self, num_classes=10):
+            super().__init__(num_classes)
+            self.scale = torch.ones(1, 3, 1, 1)
+
+        def forward(self, x):
+            return super().forward(x * self.scale)
+
+    _hand_in_all(handin_dir, WithConstant)
+    monkeypatch.setattr(artifact, "MAX_TOTAL_CONSTANT_ELEMENTS", 2)
+
+    verdict = judge.judge_cell(handin_dir, checks.LAYERS)
+
+    assert verdict["status"] == "invalid"
+    assert "constants" in verdict["detail"]
+
+
 def test_judge_missing_file(tmp_path):
     assert judge.judge_cell(tmp_path, checks.LAYERS) == {"status": "missing"}
 
@@ -244,30 +322,51 @@ def test_judge_mutant_caught(handin_dir, mutant):
     assert set(mutant.failing) <= failing, f"{mutant.name}: {verdicts}"
 
 
-class _ZeroOutput(nn.Module):
-    """A VGG-like model whose output is multiplied by 0, so no classifier weight gets a gradient."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
-        self.classifier = nn.Sequential(*[nn.Identity() for _ in range(6)], nn.Linear(8, 10))
+class _ZeroOutput(torchvision.models.VGG):
+    """torchvision's VGG11 with the 10-class head, whose output is multiplied by 0, so no classifier
+    weight gets a gradient."""
 
     def forward(self, x):
-        return self.classifier(torch.flatten(self.features(x), 1)) * 0
+        return super().forward(x) * 0
+
+
+def _meta_vgg11(model_class=torchvision.models.VGG):
+    """Build torchvision's VGG11 on the meta device, with features frozen and classifier[6] = Linear(4096, 10)."""
+    with torch.device("meta"):
+        model = model_class(torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["A"]), num_classes=10)
+    for parameter in model.features.parameters():
+        parameter.requires_grad = False
+    return model
 
 
 def test_judge_finetune_step_without_gradient(handin_dir):
-    model = _ZeroOutput()
-    for parameter in model.features.parameters():
-        parameter.requires_grad = False
+    handin.hand_in(checks.FINETUNE, _meta_vgg11(_ZeroOutput))
+
+    verdict = judge.judge_cell(handin_dir, checks.FINETUNE)
+
+    assert [finding["key"] for finding in verdict["findings"]] == ["finetune.step_classifier_unchanged"], verdict
+
+
+class _SmallVGG(nn.Module):
+    """A model with features and a 7-layer classifier whose last layer is Linear(4096, 10), but not VGG11."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1))
+        self.classifier = nn.Sequential(*[nn.Identity() for _ in range(6)], nn.Linear(4096, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(x, 1)[:, :4096])
+
+
+def test_judge_finetune_not_vgg11(handin_dir):
+    model = _SmallVGG()
+    model.features.requires_grad_(False)
     handin.hand_in(checks.FINETUNE, model)
 
     verdict = judge.judge_cell(handin_dir, checks.FINETUNE)
 
-    keys = [finding["key"] for finding in verdict["findings"]]
-    assert keys == ["finetune.head"], verdict
-    answer = judge.answer_from_record(checks.FINETUNE, judge.read_record(handin_dir / f"{checks.FINETUNE}.json"))
-    assert [finding.key for finding in answer.step_findings()] == ["finetune.step_classifier_unchanged"]
+    assert [finding["key"] for finding in verdict["findings"]] == ["finetune.not_vgg"], verdict
 
 
 def test_judge_rejects_fifo(tmp_path):
