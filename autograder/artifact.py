@@ -223,7 +223,7 @@ def _declared_elements(item):
     try:
         return torch.Size(int(size) for size in item["shape"]).numel()
     except (TypeError, ValueError) as error:
-        raise UnsafeProgram(f"constant shape not accepted: {item['shape']!r:.80}") from error
+        raise UnsafeProgram(f"invalid constant shape: {item['shape']!r:.80}") from error
 
 
 def propagate_shapes(program, input_shape):
@@ -255,7 +255,7 @@ def propagate_shapes(program, input_shape):
         with torch.no_grad(), counter:
             interpreter.run(*args)
     except Exception as error:  # noqa: BLE001 - any failure of the graph on its input is reported the same way
-        raise UnsafeProgram(f"the program does not run on an input of shape {tuple(input_shape)}: "
+        raise UnsafeProgram(f"the program failed on an input of shape {tuple(input_shape)}: "
                             f"{type(error).__name__}: {str(error)[:200]}") from error
 
     flop_limit = MAX_FLOP_PER_SAMPLE * input_shape[0]

@@ -81,15 +81,19 @@ def _comparison(model_cls, analysis, num_classes=None):
 def _compare(model_cls, analysis, num_classes):
     if analysis.eval_program is None:
         return None, Finding(LAYERS, "features.not_compared")
+    # The model built with another num_classes is compared at the classifier output only, because its
+    # convolutional part was judged with the default model.
     reference_classes = num_classes or 10
+    train_mode = num_classes is None
     try:
-        comparison = compare_with_reference(analysis, reference_classes)
+        comparison = compare_with_reference(analysis, reference_classes, train_mode)
     except ProgramRunError as error:
         if isinstance(model_cls, Recorded):
             return None, Finding(LAYERS, "features.not_runnable", {"error": str(error)[:300]})
         log.info("the meta-device program did not run on real tensors; tracing again on the CPU")
         try:
-            comparison = compare_with_reference(analyse(model_cls, LAYERS, num_classes, device="cpu"), reference_classes)
+            comparison = compare_with_reference(analyse(model_cls, LAYERS, num_classes, device="cpu"), reference_classes,
+                                               train_mode)
         except ProgramRunError as error_on_cpu:
             return None, Finding(LAYERS, "features.not_runnable", {"error": str(error_on_cpu)[:300]})
     if comparison is None:

@@ -230,9 +230,12 @@ def _initial_state(program):
             for name, tensor in program.state_dict.items()}
 
 
-def compare_with_reference(analysis, num_classes=10):
+def compare_with_reference(analysis, num_classes=10, train_mode=True):
     """Return a ``Comparison``, or None when the convs and BatchNorm layers cannot be matched with the
-    reference one to one, in the eval-mode or the train-mode program."""
+    reference one to one, in the eval-mode or the train-mode program.
+
+    With ``train_mode=False`` the train-mode program is not run and ``train_stages`` stays empty.
+    """
     ref = _reference_model(num_classes)
     generator_seed = _seeds[1]
 
@@ -253,7 +256,7 @@ def compare_with_reference(analysis, num_classes=10):
     output = (difference, float(ref_output.abs().max()))
 
     train_stages = []
-    if analysis.train_program is not None:
+    if train_mode and analysis.train_program is not None:
         state = _initial_state(analysis.train_program)
         if _assign_reference(analysis.train_ops, ref, state) is None:
             return None
